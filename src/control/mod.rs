@@ -1,0 +1,1 @@
+//! The control socket protocol shared by the daemon and the command-line client.

@@ -1,0 +1,1 @@
+//! The daemon: task wiring, reload on SIGHUP, clean shutdown.

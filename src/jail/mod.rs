@@ -1,0 +1,1 @@
+//! Jails: failure windows, ignore lists, ban decisions and escalation.

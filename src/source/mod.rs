@@ -1,0 +1,1 @@
+//! Log sources: file tailing with rotation, the systemd journal, pflog pcap files.
