@@ -56,6 +56,9 @@ pub enum LogBackend {
     Systemd(BTreeMap<String, String>),
     /// PF's binary pcap log.
     Pflog,
+    /// warden's own ban ledger: the jail's failures are the bans other jails record
+    /// (the built-in recidive jail; no log is read).
+    Ledger,
 }
 
 /// `usedns` (fail2ban semantics).
