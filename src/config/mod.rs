@@ -4,3 +4,33 @@
 pub mod model;
 
 pub use model::*;
+
+/// Parses a duration in seconds (`600`, `10m`, `1h30m`, `1d`, `1w`).
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    let mut total = 0i64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: i64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+        num.clear();
+        total += n * match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 604800,
+            _ => return Err(format!("bad duration {s:?}")),
+        };
+    }
+    if !num.is_empty() {
+        return Err(format!("bad duration {s:?}"));
+    }
+    Ok(total)
+}

@@ -7,7 +7,10 @@
 //! the ledger knows which jails still hold an address, and [`Action::entry_key`] tells
 //! which jails share one firewall entry.
 
+pub mod log;
 pub mod ports;
+pub mod shell;
+pub mod tags;
 
 use std::collections::BTreeMap;
 
@@ -118,6 +121,12 @@ pub enum FirewallError {
     Config(String),
     #[error("{0}")]
     Unsupported(String),
+    /// Some orders of a batch failed; the others took effect and must not be repeated.
+    #[error("{} of the batch failed: {first}", failed.len())]
+    Partial {
+        failed: Vec<IpNet>,
+        first: Box<FirewallError>,
+    },
 }
 
 impl FirewallError {
@@ -127,6 +136,7 @@ impl FirewallError {
             FirewallError::Exec(e) => e.is_transient(),
             FirewallError::Command { .. } => true,
             FirewallError::Config(_) | FirewallError::Unsupported(_) => false,
+            FirewallError::Partial { first, .. } => first.is_transient(),
         }
     }
 }
