@@ -1,8 +1,15 @@
-//! Client verbs that talk to the daemon over the control socket.
+//! Client verbs that talk to the daemon over the control socket (fail2ban-client's verbs).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
+use serde::Serialize;
 
-use super::{Cli, CliError, CliResult, EXIT_FAILURE};
+use super::{Cli, CliError, CliResult, EXIT_NO_DAEMON};
+use crate::control::client::{ClientError, request};
+use crate::control::protocol::{Answer, BanEntry, Request};
 
 #[derive(Debug, Args)]
 pub struct SimpleArgs {
@@ -57,34 +64,302 @@ pub struct ReloadArgs {
     pub json: bool,
 }
 
-fn unbuilt() -> CliResult {
-    Err(CliError::new(
-        EXIT_FAILURE,
-        anyhow::anyhow!("the control client is not built yet"),
-    ))
+/// How long the client waits for an answer (a reload may restart firewall actions).
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The control socket: `--socket`, else `socket` from warden.conf of the configuration in
+/// use, else the default.
+pub fn socket_path(cli: &Cli) -> PathBuf {
+    if let Some(s) = &cli.socket {
+        return s.clone();
+    }
+    crate::config::daemon_settings_for(cli.config.as_deref()).socket
 }
 
-pub fn status(_cli: &Cli, _a: &StatusArgs) -> CliResult {
-    unbuilt()
+fn call(cli: &Cli, req: Request) -> Result<Answer, CliError> {
+    let socket = socket_path(cli);
+    request(&socket, &req, TIMEOUT).map_err(|e| match e {
+        ClientError::NotRunning { .. } => CliError::new(EXIT_NO_DAEMON, e),
+        other => CliError::new(super::EXIT_FAILURE, other),
+    })
 }
-pub fn ban(_cli: &Cli, _a: &BanArgs) -> CliResult {
-    unbuilt()
+
+fn print_json<T: Serialize>(v: &T) -> CliResult {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
+    );
+    Ok(ExitCode::SUCCESS)
 }
-pub fn unban(_cli: &Cli, _a: &UnbanArgs) -> CliResult {
-    unbuilt()
+
+fn unexpected(a: &Answer) -> CliError {
+    CliError::new(
+        super::EXIT_FAILURE,
+        anyhow::anyhow!("unexpected answer from the daemon: {a:?}"),
+    )
 }
-pub fn banned(_cli: &Cli, _a: &BannedArgs) -> CliResult {
-    unbuilt()
+
+fn fmt_time(epoch: i64) -> String {
+    jiff::Timestamp::from_second(epoch)
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| epoch.to_string())
 }
-pub fn reload(_cli: &Cli, _a: &ReloadArgs) -> CliResult {
-    unbuilt()
+
+fn fmt_remaining(now: i64, b: &BanEntry) -> String {
+    match b.expires {
+        None => "permanent".into(),
+        Some(e) => {
+            let left = (e - now).max(0);
+            format!(
+                "until {} ({}h{:02}m{:02}s left)",
+                fmt_time(e),
+                left / 3600,
+                left % 3600 / 60,
+                left % 60
+            )
+        }
+    }
 }
-pub fn stop(_cli: &Cli, _a: &SimpleArgs) -> CliResult {
-    unbuilt()
+
+pub fn status(cli: &Cli, a: &StatusArgs) -> CliResult {
+    let answer = call(
+        cli,
+        Request::Status {
+            jail: a.jail.clone(),
+        },
+    )?;
+    if a.json {
+        return print_json(&answer);
+    }
+    match answer {
+        Answer::Status(s) => {
+            println!("Status");
+            println!("|- Number of jail:\t{}", s.jails.len());
+            let names: Vec<&str> = s.jails.iter().map(|j| j.name.as_str()).collect();
+            println!("|- Jail list:\t{}", names.join(", "));
+            if !s.pending_firewall_errors.is_empty() {
+                println!("|- Firewall errors being retried:");
+                for e in &s.pending_firewall_errors {
+                    println!("|    {e}");
+                }
+            }
+            println!(
+                "`- Uptime:\t{}s (pid {}, warden {})",
+                s.uptime, s.pid, s.version
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Answer::Jail(j) => {
+            println!("Status for the jail: {}", j.name);
+            println!("|- Filter");
+            println!("|  |- Currently failed:\t{}", j.filter.currently_failed);
+            println!("|  |- Total failed:\t{}", j.filter.total_failed);
+            println!(
+                "|  |- Lines read/matched:\t{}/{}",
+                j.filter.lines_read, j.filter.lines_matched
+            );
+            println!("|  `- File list:\t{}", j.filter.sources.join(" "));
+            println!("`- Actions");
+            println!("   |- Currently banned:\t{}", j.actions.currently_banned);
+            println!("   |- Total banned:\t{}", j.actions.total_banned);
+            println!("   |- Banned IP list:\t{}", j.actions.banned.join(" "));
+            println!("   |- Firewall:\t{}", j.actions.actions.join("; "));
+            if j.actions.kills.is_empty() {
+                println!("   `- States killed:\t0");
+            } else {
+                let total: u64 = j.actions.kills.iter().map(|k| k.killed).sum();
+                println!("   `- States killed:\t{total}");
+                for (i, k) in j.actions.kills.iter().enumerate() {
+                    let branch = if i + 1 == j.actions.kills.len() {
+                        "`-"
+                    } else {
+                        "|-"
+                    };
+                    println!(
+                        "      {branch} {}: {} ({}) at {}",
+                        k.target,
+                        k.killed,
+                        k.scope,
+                        fmt_time(k.time)
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(unexpected(&other)),
+    }
 }
-pub fn ping(_cli: &Cli, _a: &SimpleArgs) -> CliResult {
-    unbuilt()
+
+pub fn ban(cli: &Cli, a: &BanArgs) -> CliResult {
+    let answer = call(
+        cli,
+        Request::Ban {
+            jail: a.jail.clone(),
+            addrs: a.addrs.clone(),
+        },
+    )?;
+    if a.json {
+        return print_json(&answer);
+    }
+    let Answer::Ban(o) = answer else {
+        return Err(unexpected(&answer));
+    };
+    for b in &o.banned {
+        println!("banned {b} in {}", a.jail);
+    }
+    for b in &o.already {
+        println!("{b} was already banned in {} (ban renewed)", a.jail);
+    }
+    for b in &o.invalid {
+        eprintln!("warden: {b}");
+    }
+    Ok(if o.invalid.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_FAILURE)
+    })
 }
-pub fn version(_cli: &Cli, _a: &SimpleArgs) -> CliResult {
-    unbuilt()
+
+pub fn unban(cli: &Cli, a: &UnbanArgs) -> CliResult {
+    let answer = call(
+        cli,
+        Request::Unban {
+            addrs: a.addrs.clone(),
+            jail: a.jail.clone(),
+            all: a.all,
+        },
+    )?;
+    if a.json {
+        return print_json(&answer);
+    }
+    let Answer::Unban(o) = answer else {
+        return Err(unexpected(&answer));
+    };
+    for u in &o.unbanned {
+        println!("unbanned {u}");
+    }
+    for n in &o.not_banned {
+        println!("{n} is not banned");
+    }
+    for b in &o.invalid {
+        eprintln!("warden: {b}");
+    }
+    Ok(if o.invalid.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_FAILURE)
+    })
+}
+
+pub fn banned(cli: &Cli, a: &BannedArgs) -> CliResult {
+    let answer = call(
+        cli,
+        Request::Banned {
+            addrs: a.addrs.clone(),
+        },
+    )?;
+    if a.json {
+        return print_json(&answer);
+    }
+    let Answer::Banned(list) = answer else {
+        return Err(unexpected(&answer));
+    };
+    if list.bans.is_empty() {
+        println!("no bans");
+    }
+    for b in &list.bans {
+        println!(
+            "{}\t{}\t{}\tbanned {} (#{}, {})",
+            b.target,
+            b.jail,
+            fmt_remaining(list.now, b),
+            fmt_time(b.start),
+            b.bancount,
+            b.origin
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn reload(cli: &Cli, a: &ReloadArgs) -> CliResult {
+    let answer = call(
+        cli,
+        Request::Reload {
+            jail: a.jail.clone(),
+        },
+    )?;
+    if a.json {
+        return print_json(&answer);
+    }
+    let Answer::Reload(o) = answer else {
+        return Err(unexpected(&answer));
+    };
+    for (what, list) in [
+        ("added", &o.added),
+        ("removed", &o.removed),
+        ("changed", &o.changed),
+        ("unchanged", &o.unchanged),
+    ] {
+        if !list.is_empty() {
+            println!("{what}: {}", list.join(", "));
+        }
+    }
+    for e in &o.errors {
+        eprintln!("warden: {e}");
+    }
+    Ok(if o.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_USAGE)
+    })
+}
+
+pub fn stop(cli: &Cli, a: &SimpleArgs) -> CliResult {
+    let answer = call(cli, Request::Stop)?;
+    if a.json {
+        return print_json(&answer);
+    }
+    println!("Shutdown successful");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn ping(cli: &Cli, a: &SimpleArgs) -> CliResult {
+    let answer = call(cli, Request::Ping)?;
+    if a.json {
+        return print_json(&answer);
+    }
+    println!("Server replied: pong");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn version(cli: &Cli, a: &SimpleArgs) -> CliResult {
+    let client = env!("CARGO_PKG_VERSION");
+    let daemon = call(cli, Request::Version);
+    if a.json {
+        #[derive(Serialize)]
+        struct Both {
+            client: &'static str,
+            daemon: Option<Answer>,
+        }
+        return print_json(&Both {
+            client,
+            daemon: daemon.ok(),
+        });
+    }
+    println!("warden {client}");
+    match daemon {
+        Ok(Answer::Version(v)) => {
+            println!("daemon {} (protocol {})", v.version, v.protocol);
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(other) => Err(unexpected(&other)),
+        Err(e) => {
+            eprintln!("warden: {:#}", e.error);
+            Ok(ExitCode::from(e.code))
+        }
+    }
 }

