@@ -263,7 +263,6 @@ impl PfSim {
     }
 
     fn write_wrapper(&self) {
-        use std::os::unix::fs::PermissionsExt;
         let mut text = String::from("#!/bin/sh\n");
         for name in [
             "PFCTL_SIM_NOW",
@@ -281,12 +280,30 @@ impl PfSim {
             "exec {} \"$@\"\n",
             sh_quote(&Self::sim_binary().display().to_string())
         ));
-        // Replaced by rename so that a concurrent exec never reads half a script.
+        // Written by a child process so that this (multi-threaded) test process never
+        // holds a writable descriptor to the script: a descriptor inherited by a child
+        // another thread forks at the wrong moment makes exec fail with ETXTBSY. The
+        // rename keeps a concurrent exec from reading half a script.
         let tmp = self.dir().join(".pfctl.tmp");
-        std::fs::write(&tmp, text).expect("write the pfctl wrapper");
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-            .expect("make the pfctl wrapper executable");
-        std::fs::rename(&tmp, self.pfctl_path()).expect("install the pfctl wrapper");
+        let mut child = Command::new("/bin/sh")
+            .args([
+                "-c",
+                "cat > \"$1\" && chmod 755 \"$1\" && mv -f \"$1\" \"$2\"",
+                "sh",
+            ])
+            .arg(&tmp)
+            .arg(self.pfctl_path())
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run /bin/sh to install the pfctl wrapper");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write the pfctl wrapper");
+        let status = child.wait().expect("wait for /bin/sh");
+        assert!(status.success(), "installing the pfctl wrapper failed");
     }
 
     /// Fixes the clock (`PFCTL_SIM_NOW`, epoch seconds).
