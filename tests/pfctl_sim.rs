@@ -1432,6 +1432,108 @@ fn set_limit_in_the_main_ruleset() {
     }
 }
 
+#[test]
+fn wildcard_anchor_listing_differs_per_os() {
+    for os in BOTH {
+        let s = sim(os);
+        s.run_stdin(&["-a", "f2b/sshd", "-f", "-"], "block all\n");
+        // FreeBSD shows the named anchor's own rules (none); OpenBSD walks its children.
+        let expected = by_os(os, "", "anchor \"sshd\" all {\n  block all\n}\n");
+        check(&s.run(&["-a", "f2b/*", "-s", "rules"]), 0, expected, "");
+        // OpenBSD -R picks one rule.
+        if os == Os::OpenBsd {
+            s.run_stdin(&["-f", "-"], "pass all\nblock all\n");
+            check(&s.run(&["-R", "1", "-sr"]), 0, "block all\n", "");
+            check(
+                &s.run(&["-R", "5", "-sr"]),
+                0,
+                "",
+                "pfctl: rule 5 not found\n",
+            );
+        }
+    }
+}
+
+#[test]
+fn other_flush_modifiers_and_options() {
+    for os in BOTH {
+        let s = sim(os);
+        check(&s.run(&["-F", "info"]), 0, "", "pf: statistics cleared\n");
+        check(&s.run(&["-F", "osfp"]), 0, "", "");
+        s.seed_json(json!({"limits": {"states": 5}}));
+        check(
+            &s.run(&["-F", "Reset"]),
+            0,
+            "",
+            "pf: interface flags reset\n",
+        );
+        assert_eq!(s.state()["limits"], json!({}));
+        check(
+            &s.run(&["-p", "/dev/other", "-s", "rules"]),
+            1,
+            "",
+            "pfctl: /dev/other: No such file or directory\n",
+        );
+        check(
+            &s.run(&["-D", "nomacro", "-s", "rules"]),
+            0,
+            "",
+            "pfctl: could not parse macro definition nomacro\n",
+        );
+        check(&s.run(&["-z"]), 0, "", "");
+    }
+    let f = sim(Os::FreeBsd);
+    check(&f.run(&["-F", "nat"]), 0, "", "nat cleared\n");
+    check(
+        &f.run(&["-F", "ethernet"]),
+        0,
+        "",
+        "Ethernet rules cleared\n",
+    );
+    check(
+        &f.run(&["-x", "loud"]),
+        0,
+        "",
+        "debug level set to 'loud'\n",
+    );
+    let o = sim(Os::OpenBsd);
+    check(
+        &o.run(&["-i", "em0", "-F", "info"]),
+        0,
+        "",
+        "pf: statistics cleared for interface em0\n",
+    );
+    check(
+        &o.run(&["-x", "debug"]),
+        0,
+        "",
+        "debug level set to 'debug'\n",
+    );
+    check(
+        &o.run(&["-F", "nat"]),
+        1,
+        "",
+        &format!("pfctl: Unknown flush modifier 'nat'\n{OPENBSD_USAGE}"),
+    );
+}
+
+#[test]
+fn freebsd_table_load_defines_tables_only() {
+    let s = sim(Os::FreeBsd);
+    s.run_stdin(&["-f", "-"], "pass all\n");
+    check(
+        &s.run_stdin(
+            &["-t", "ignored", "-T", "load", "-f", "-"],
+            "table <a> persist { 1.1.1.1 }\nblock all\n",
+        ),
+        0,
+        "",
+        "",
+    );
+    assert_eq!(s.table("", "a"), vec!["1.1.1.1"]);
+    assert_eq!(s.rules(""), vec!["pass all"]);
+}
+
 // ---------------------------------------------------------------------------------------
 // States.
 

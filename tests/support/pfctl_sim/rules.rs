@@ -325,7 +325,9 @@ pub fn parse_config(os: Os, text: &str, fname: &str) -> (Parsed, String) {
 
 /// Applies table definitions the way `DIOCRINADEFINE` + commit do: flags replaced,
 /// address lists merged (surviving entries keep `tzero` and counters), bare
-/// definitions keep the entries. Returns the definition that hit the entries limit.
+/// definitions keep the entries (no `PFR_FLAG_ADDRSTOO`) [commit semantics from the
+/// kernel as remembered; fail2ban relies on them]. Returns the definition that hit
+/// the entries limit.
 fn define_tables<'a>(
     st: &mut State,
     os: Os,

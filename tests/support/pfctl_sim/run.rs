@@ -294,6 +294,7 @@ fn main_flow(ctx: &mut Ctx, st: &mut State, args: &[String]) -> Res<i32> {
             }
             "states" => states::show_states(ctx, st, c.ifaceopt.as_deref(), c.shownr),
             "Sources" => states::show_sources(ctx, st),
+            // `print_running()` prints Enabled/Disabled; the exit status is `!running`.
             "Running" => {
                 ctx.out.push_str(if st.enabled {
                     "Enabled\n"
@@ -321,6 +322,8 @@ fn main_flow(ctx: &mut Ctx, st: &mut State, args: &[String]) -> Res<i32> {
         flush(ctx, st, clear, &anchor, c.ifaceopt.as_deref())?;
     }
 
+    // pfctl would still issue the kill ioctls under -n (on a read-only descriptor, with
+    // OS-dependent results); the simulator skips them.
     if !c.state_kill.is_empty() && !ctx.opts.noaction {
         states::kill_states(ctx, st, &c.state_kill, c.ifaceopt.as_deref(), c.rdomain)?;
     }

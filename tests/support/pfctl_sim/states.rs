@@ -158,7 +158,8 @@ pub fn show_states(ctx: &mut Ctx, st: &State, iface: Option<&str>, shownr: Optio
     }
 }
 
-/// `-s Sources` in the layout of `print_src_node()`.
+/// `-s Sources` in the layout of FreeBSD's `print_src_node()`, used for OpenBSD too
+/// [OpenBSD's layout not compared].
 pub fn show_sources(ctx: &mut Ctx, st: &State) {
     for n in &st.src_nodes {
         let mut s = format!(
@@ -379,6 +380,8 @@ pub fn kill_states(
                 .hostid
                 .as_deref()
                 .and_then(|h| u32::from_str_radix(h, 16).ok());
+            // Creator 0 means this host's id [kernel behaviour from memory]; without a
+            // configured hostid any creator matches.
             let want_creator = if creator == 0 { hostid } else { Some(creator) };
             let victim = st.states.iter().position(|s| {
                 u64::from_str_radix(&s.id, 16).ok() == Some(id)

@@ -136,6 +136,8 @@ fn lookup_writable<'a>(
 }
 
 /// `pfr_add_tables()` for one persistent table: 1 if it was created or activated.
+/// Creating it also creates the anchor's ruleset (`attachruleset`) [kernel behaviour
+/// from memory, consistent with the pfctl(8) `-a foo/bar -T add` example].
 pub fn k_add_table(st: &mut State, anchor: &str, name: &str, now: i64) -> Result<u32, Errno> {
     validate_table_name(name)?;
     if let Some(t) = st
@@ -173,6 +175,8 @@ fn check_addrs(addrs: &[PfrAddr]) -> Result<(), Errno> {
     }
 }
 
+/// `pfr_add_addrs()`. Running out of table entries is ENOMEM for the whole batch
+/// [errno unverified; the pool allocation fails before anything is inserted].
 fn k_add_addrs(
     st: &mut State,
     os: Os,
@@ -376,6 +380,8 @@ fn k_clr_astats(
     Ok(n)
 }
 
+/// `pfr_clr_tstats()`: table-wide `-T zero`; a missing table counts 0 rather than
+/// failing (it is looked up, not required) [kernel behaviour from memory].
 fn k_clr_tstats(st: &mut State, anchor: &str, name: &str, now: i64) -> Result<u32, Errno> {
     validate_table_name(name)?;
     match st
@@ -394,6 +400,8 @@ fn k_clr_tstats(st: &mut State, anchor: &str, name: &str, now: i64) -> Result<u3
     }
 }
 
+/// `pfr_del_tables()`: a missing or inactive table is not an error, it counts 0
+/// [kernel behaviour from memory].
 fn k_del_table(st: &mut State, anchor: &str, name: &str) -> Result<u32, Errno> {
     validate_table_name(name)?;
     let active = st
@@ -931,7 +939,8 @@ fn print_tstats(os: Os, st: &State, anchor: &str, name: &str, t: &Table) -> Stri
     s
 }
 
-/// `-s Tables` of one anchor (OpenBSD with `-a 'X*'`: of the anchor and all below it).
+/// `-s Tables` of one anchor. OpenBSD with `-a 'X*'` lists the anchors below it too, as
+/// pf.md describes [not found in pfctl_table.c 1.91 itself; kept from the reference].
 fn show_tables(ctx: &mut Ctx, st: &mut State, anchor: &str) -> Res<i32> {
     let os = ctx.os;
     let v2 = ctx.opts.v2();
