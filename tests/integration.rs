@@ -2,4 +2,6 @@
 
 mod support;
 
+#[cfg(feature = "sim")]
+mod pfctl_sim;
 mod support_selftest;

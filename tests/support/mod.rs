@@ -2,3 +2,5 @@
 #![allow(dead_code)]
 
 pub mod fail2ban;
+#[cfg(feature = "sim")]
+pub mod pfctl;
