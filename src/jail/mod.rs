@@ -1,1 +1,4 @@
 //! Jails: failure windows, ignore lists, ban decisions and escalation.
+
+pub mod ignore;
+pub mod window;
