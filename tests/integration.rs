@@ -2,4 +2,6 @@
 
 mod support;
 
+mod ledger;
+mod ledger_escalation;
 mod support_selftest;
