@@ -172,6 +172,14 @@ impl Ledger {
                 params![now, cutoff, OUTDATED_FACTOR],
             )
             .map_err(sql_err(path, "purge holds"))?;
+        // Prefix lengths no hold uses any more; cheap, as there are only a few rows.
+        tx.execute(
+            "DELETE FROM prefixes WHERE NOT EXISTS (SELECT 1 FROM holds \
+             WHERE length(target) = prefixes.width \
+             AND substr(target, -3) = printf('%03d', prefixes.plen))",
+            [],
+        )
+        .map_err(sql_err(path, "purge prefixes"))?;
         tx.commit().map_err(sql_err(path, "purge"))?;
         debug!(events, holds, cutoff, "Purged the ledger.");
         Ok(Purged { events, holds })

@@ -500,26 +500,27 @@ impl Ledger {
             rusqlite::named_params! {":low": low, ":high": high, ":width": width, ":now": now},
             op,
         )?;
-        let supers = target::supernet_keys(target);
-        if !supers.is_empty() {
-            // One indexed lookup per shorter prefix: the containing networks' keys are
-            // known exactly, while their addresses lie below the range above.
-            let n = supers.len();
-            let marks = (1..=n)
-                .map(|i| format!("?{i}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            let sql = format!(
-                "SELECT {HOLD_COLUMNS} FROM holds WHERE target IN ({marks}) \
-                 AND ended IS NULL AND (expires IS NULL OR expires > ?{})",
-                n + 1
-            );
-            let mut values: Vec<rusqlite::types::Value> = supers
-                .into_iter()
-                .map(rusqlite::types::Value::Text)
-                .collect();
-            values.push(rusqlite::types::Value::Integer(now));
-            holds.extend(self.query_holds_with(&sql, rusqlite::params_from_iter(values), op)?);
+        // Containing networks sort below the range: look each up by its exact key, for
+        // the prefix lengths holds have used.
+        let plen = target::canonical(target).prefix_len();
+        let path = &self.path;
+        let lengths: Vec<u8> = self
+            .conn
+            .prepare_cached("SELECT plen FROM prefixes WHERE width = ?1 AND plen < ?2")
+            .and_then(|mut s| {
+                s.query_map(params![width, plen], |r| r.get(0))?
+                    .collect::<Result<Vec<u8>, _>>()
+            })
+            .map_err(sql_err_with(path, op))?;
+        let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE target = :key AND {ACTIVE}");
+        for p in lengths {
+            if let Some(key) = target::supernet_key(target, p) {
+                holds.extend(self.query_holds_with(
+                    &sql,
+                    rusqlite::named_params! {":key": key, ":now": now},
+                    op,
+                )?);
+            }
         }
         holds.sort_by(|a, b| {
             (target::key(&a.target), &a.jail).cmp(&(target::key(&b.target), &b.jail))
@@ -765,6 +766,9 @@ fn record_in(
         ])
     })
     .map_err(sql_err_with(path, op))?;
+    conn.prepare_cached("INSERT OR IGNORE INTO prefixes (width, plen) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute(params![key.len() as i64, target.prefix_len()]))
+        .map_err(sql_err_with(path, op))?;
     conn.prepare_cached(
         "INSERT INTO bans (target, jail, at, bantime, bancount, failures, origin) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -31,7 +31,15 @@ CREATE TABLE holds (
     UNIQUE (target, jail)
 );
 CREATE INDEX holds_expiry ON holds (expires) WHERE ended IS NULL;
-CREATE INDEX holds_jail ON holds (jail) WHERE ended IS NULL;
+
+-- Every (key width, prefix length) a hold has used, so that finding the networks that
+-- contain an address takes one lookup per prefix length in use, not one per possible
+-- prefix length. Rows for lengths no hold uses any more go at purge.
+CREATE TABLE prefixes (
+    width INTEGER NOT NULL,     -- key length: 19 for IPv4, 43 for IPv6
+    plen  INTEGER NOT NULL,
+    PRIMARY KEY (width, plen)
+) WITHOUT ROWID;
 
 -- One row per ban event. AUTOINCREMENT keeps ids increasing even after deletions, so an
 -- id is a safe cursor for readers of the stream (the recidive jail).

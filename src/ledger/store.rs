@@ -142,6 +142,8 @@ impl Ledger {
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // Room for every statement the ledger prepares, so none is compiled twice.
+        conn.set_prepared_statement_cache_capacity(64);
 
         let version = schema::version(&conn).map_err(open_err)?;
         let tables: i64 = conn

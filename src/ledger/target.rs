@@ -76,15 +76,15 @@ pub fn range(target: &IpNet) -> (String, String) {
     (low, high)
 }
 
-/// The keys of every network strictly larger than `target` that contains it.
-pub fn supernet_keys(target: &IpNet) -> Vec<String> {
+/// The key of the network of prefix length `plen` that contains `target`, if `plen` is
+/// shorter than the target's own prefix.
+pub fn supernet_key(target: &IpNet, plen: u8) -> Option<String> {
     let t = canonical(target);
-    (0..t.prefix_len())
-        .map(|p| {
-            let n = IpNet::new(t.network(), p).expect("shorter prefix is valid");
-            key(&n)
-        })
-        .collect()
+    if plen >= t.prefix_len() {
+        return None;
+    }
+    let n = IpNet::new(t.network(), plen).ok()?;
+    Some(key(&n))
 }
 
 /// Parses a key back into the target. None when the text is not a key this module wrote.
@@ -238,13 +238,17 @@ mod tests {
     }
 
     #[test]
-    fn supernets_are_every_shorter_prefix() {
-        let keys = supernet_keys(&net("10.1.2.3/32"));
-        assert_eq!(keys.len(), 32);
-        assert_eq!(keys[0], "000.000.000.000/000");
-        assert_eq!(keys[8], "010.000.000.000/008");
-        assert_eq!(keys[24], "010.001.002.000/024");
-        assert!(supernet_keys(&net("::/0")).is_empty());
-        assert_eq!(supernet_keys(&net("2001:db8::1/128")).len(), 128);
+    fn supernet_keys_are_shorter_prefixes_only() {
+        let t = net("10.1.2.3/32");
+        assert_eq!(supernet_key(&t, 0).unwrap(), "000.000.000.000/000");
+        assert_eq!(supernet_key(&t, 8).unwrap(), "010.000.000.000/008");
+        assert_eq!(supernet_key(&t, 24).unwrap(), "010.001.002.000/024");
+        assert_eq!(supernet_key(&t, 32), None);
+        assert_eq!(supernet_key(&net("10.1.0.0/16"), 16), None);
+        assert_eq!(supernet_key(&net("10.1.0.0/16"), 24), None);
+        assert_eq!(
+            supernet_key(&net("2001:db8::1/128"), 64).unwrap(),
+            "2001:0db8:0000:0000:0000:0000:0000:0000/064"
+        );
     }
 }

@@ -641,6 +641,38 @@ fn holders_finds_the_target_and_overlapping_networks() {
     );
     assert!(l.holders(&net("192.0.2.1"), T0).unwrap().is_empty());
     assert!(l.holders(&net("2001:db9::1"), T0).unwrap().is_empty());
+    // Prefix lengths in use: /8, /16, /32 for IPv4; /64, /128 for IPv6.
+    let n: i64 = l
+        .conn
+        .query_row("SELECT count(*) FROM prefixes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 5);
+}
+
+#[test]
+fn purge_drops_prefix_lengths_no_hold_uses() {
+    let (_d, mut l) = open();
+    l.record_ban(&ban("10.0.0.0/8", "manual", T0, 60)).unwrap();
+    l.record_ban(&ban("10.1.2.3", "sshd", T0, -1)).unwrap();
+    l.unban(&net("10.0.0.0/8"), "manual", T0 + 1, true).unwrap();
+    // A stale length only costs a lookup.
+    assert_eq!(
+        jails(&l.holders(&net("10.1.2.3"), T0 + 1).unwrap()),
+        pairs(&[("10.1.2.3/32", "sshd")])
+    );
+    l.purge(T0 + 1).unwrap();
+    let lengths: Vec<(i64, i64)> = l
+        .conn
+        .prepare("SELECT width, plen FROM prefixes")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(lengths, [(19, 32)]);
+    l.record_ban(&ban("10.0.0.0/8", "manual", T0 + 2, 60))
+        .unwrap();
+    assert_eq!(l.holders(&net("10.1.2.3"), T0 + 2).unwrap().len(), 2);
 }
 
 #[test]
