@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use tracing::error;
 
 use super::store::{sql_err, sql_err_with};
 use super::target;
@@ -376,10 +377,7 @@ impl Ledger {
             }
         }
         tx.commit().map_err(sql_err_with(path, op))?;
-        let mut holds = raws
-            .into_iter()
-            .map(|r| r.into_hold(path))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut holds = ended_holds(raws, path);
         holds.sort_by(|a, b| {
             (target::key(&a.target), &a.jail).cmp(&(target::key(&b.target), &b.jail))
         });
@@ -405,10 +403,7 @@ impl Ledger {
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
                 .map_err(sql_err(path, "expire holds"))?
         };
-        let mut holds = raws
-            .into_iter()
-            .map(|r| r.into_hold(path))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut holds = ended_holds(raws, path);
         holds.sort_by_key(|h| h.expires);
         Ok(holds)
     }
@@ -618,6 +613,21 @@ impl Ledger {
             .map_err(sql_err_with(path, &op))?;
         raws.into_iter().map(|r| r.into_hold(path)).collect()
     }
+}
+
+/// The holds a committed change has ended. A row that cannot be read is logged and left
+/// out rather than failing the whole list: it has ended already, and failing would keep
+/// the caller from acting on the rows that can be read.
+fn ended_holds(raws: Vec<RawHold>, path: &std::path::Path) -> Vec<Hold> {
+    raws.into_iter()
+        .filter_map(|r| match r.into_hold(path) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                error!(error = %e, "Skipped an unreadable hold that was ended.");
+                None
+            }
+        })
+        .collect()
 }
 
 /// Whether expiry `a` is later than `b` (None is forever).

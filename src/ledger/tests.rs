@@ -1021,6 +1021,22 @@ fn corrupt_rows_are_errors_not_panics() {
 }
 
 #[test]
+fn an_unreadable_row_does_not_hide_the_other_expired_holds() {
+    let (_d, mut l) = open();
+    l.record_ban(&ban("192.0.2.1", "sshd", T0, 60)).unwrap();
+    l.record_ban(&ban("192.0.2.2", "sshd", T0, 60)).unwrap();
+    l.conn
+        .execute(
+            "UPDATE holds SET fields = '{broken' WHERE target LIKE '%.001/032'",
+            [],
+        )
+        .unwrap();
+    let due = l.expire_due(T0 + 60).unwrap();
+    assert_eq!(jails(&due), pairs(&[("192.0.2.2/32", "sshd")]));
+    assert_eq!(l.next_expiry().unwrap(), None, "both ended");
+}
+
+#[test]
 fn the_handle_runs_calls_on_the_owning_thread() {
     let (_d, l) = open();
     let (handle, thread) = LedgerHandle::spawn(l).unwrap();
