@@ -2,6 +2,8 @@
 
 mod support;
 
+mod ledger;
+mod ledger_escalation;
 #[cfg(feature = "sim")]
 mod pfctl_sim;
 mod support_selftest;

@@ -1,4 +1,5 @@
 //! Jails: failure windows, ignore lists, ban decisions and escalation.
 
+pub mod escalation;
 pub mod ignore;
 pub mod window;
