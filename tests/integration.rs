@@ -2,4 +2,5 @@
 
 mod support;
 
+mod config_compat;
 mod support_selftest;
