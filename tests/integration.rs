@@ -2,5 +2,7 @@
 
 mod support;
 
+mod config_check;
 mod config_compat;
+mod config_samples;
 mod support_selftest;

@@ -101,6 +101,13 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// Records an error once (the early and the full read of the jail meet the same ones).
+    fn error(&mut self, p: Problem) {
+        if !self.errors.contains(&p) {
+            self.errors.push(p);
+        }
+    }
+
     fn builtin(&self, text: &str) -> Value {
         Value::synthetic(text, self.span.clone())
     }
@@ -113,7 +120,7 @@ impl Reader<'_> {
             let got = match self.store.get(self.name, key, &Vars::new(), extra) {
                 Ok(v) => v,
                 Err(p) => {
-                    self.errors.push(p);
+                    self.error(p);
                     continue;
                 }
             };
@@ -404,8 +411,9 @@ pub(crate) fn resolve(files: &Files, store: &Store, name: &str) -> JailOutcome {
         })
         .collect();
 
-    if enabled {
-        if actions.is_empty() && r.errors.is_empty() {
+    // Advice only for jails that load; a broken jail's errors say enough.
+    if enabled && r.errors.is_empty() {
+        if actions.is_empty() {
             r.warnings.push(Problem::new(
                 span.clone(),
                 "no action is set: failures are counted but nothing is banned",

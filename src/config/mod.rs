@@ -22,6 +22,8 @@ mod options;
 mod source;
 mod store;
 mod tags;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 
