@@ -220,50 +220,32 @@ pub fn load_filter(location: &ConfigLocation, spec: &str) -> Result<FilterConfig
         .map(|(k, v)| (k, Value::synthetic(v, cli.clone())))
         .collect();
     let looks_like_path = name.contains('/') || name.ends_with(".conf") || name.ends_with(".local");
-    let embedded;
-    let dir_source;
-    let plain;
-    let (src, fname, by_path): (&dyn FileSource, String, bool) = if !looks_like_path {
-        match location {
-            ConfigLocation::Embedded => {
-                embedded = embedded_source();
-                (&embedded, name.clone(), false)
-            }
-            ConfigLocation::Dir(d) => {
-                dir_source = DirSource::new(d);
-                (&dir_source, name.clone(), false)
-            }
-        }
-    } else {
-        let path = Path::new(&name);
-        let inside = match location {
-            ConfigLocation::Dir(d) => {
-                path.parent()
-                    .zip(std::fs::canonicalize(d.join("filter.d")).ok())
-                    .is_some_and(|(p, fd)| std::fs::canonicalize(p).is_ok_and(|p| p == fd))
-                    && path
-                        .extension()
-                        .is_some_and(|e| e == "conf" || e == "local")
-            }
-            ConfigLocation::Embedded => false,
-        };
-        match (inside, location) {
-            (true, ConfigLocation::Dir(d)) => {
-                dir_source = DirSource::new(d);
-                let stem = path
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or_default()
-                    .to_string();
-                (&dir_source, stem, false)
-            }
-            _ => {
-                plain = DirSource::new("");
-                (&plain, name.clone(), true)
-            }
-        }
+    let path = Path::new(&name);
+    // A file inside the configuration's filter.d is loaded by name, so its .local and
+    // .d/ files apply; any other file is read on its own (with its includes).
+    let in_filter_d = |d: &Path| {
+        path.extension()
+            .is_some_and(|e| e == "conf" || e == "local")
+            && path
+                .parent()
+                .zip(std::fs::canonicalize(d.join("filter.d")).ok())
+                .is_some_and(|(p, fd)| std::fs::canonicalize(p).is_ok_and(|p| p == fd))
     };
-    let files = Files::new(src);
+    let stem = || {
+        path.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (src, fname, by_path): (Box<dyn FileSource>, String, bool) = match location {
+        ConfigLocation::Dir(d) if looks_like_path && in_filter_d(d) => {
+            (Box::new(DirSource::new(d)), stem(), false)
+        }
+        _ if looks_like_path => (Box::new(DirSource::new("")), name.clone(), true),
+        ConfigLocation::Dir(d) => (Box::new(DirSource::new(d)), name.clone(), false),
+        ConfigLocation::Embedded => (Box::new(embedded_source()), name.clone(), false),
+    };
+    let files = Files::new(src.as_ref());
     let reader = match filter::FilterReader::open(&files, &fname, by_path, &args, "auto", &cli) {
         Ok(Some(r)) => r,
         Ok(None) => {

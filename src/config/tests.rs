@@ -478,3 +478,66 @@ fn load_reports_an_unreadable_directory() {
     let e = load(tmp.path()).unwrap_err();
     assert!(e.to_string().ends_with("is not a directory"), "{e}");
 }
+
+#[test]
+fn known_init_values_as_tags() {
+    let c = tree(&[
+        (
+            "jail.conf",
+            "[a]\nfilter = kn[word=jail]\n[b]\nfilter = kn\n",
+        ),
+        (
+            "filter.d/kn.conf",
+            "[Definition]\nfailregex = ^<known/word> then <word> from <HOST>$\n[Init]\nword = init\n",
+        ),
+    ]);
+    assert!(c.errors.is_empty(), "{:?}", messages(&c.errors));
+    assert_eq!(
+        jail(&c, "a").filter.failregex,
+        vec!["^init then jail from <HOST>$"]
+    );
+    assert_eq!(
+        jail(&c, "b").filter.failregex,
+        vec!["^init then init from <HOST>$"]
+    );
+}
+
+#[test]
+fn load_filter_given_a_file_of_the_configs_filter_d_applies_its_drop_ins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fd = tmp.path().join("filter.d");
+    std::fs::create_dir_all(&fd).unwrap();
+    std::fs::write(
+        fd.join("x.conf"),
+        "[Definition]\nfailregex = ^conf <HOST>$\n",
+    )
+    .unwrap();
+    std::fs::write(
+        fd.join("x.local"),
+        "[Definition]\nfailregex = ^local <HOST>$\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(fd.join("x.d")).unwrap();
+    std::fs::write(
+        fd.join("x.d/z.local"),
+        "[Definition]\nfailregex = ^drop-in <HOST>$\n",
+    )
+    .unwrap();
+    let loc = ConfigLocation::Dir(tmp.path().to_path_buf());
+    let spec = fd.join("x.conf").display().to_string();
+    assert_eq!(
+        load_filter(&loc, &spec).unwrap().failregex,
+        vec!["^drop-in <HOST>$"]
+    );
+    assert_eq!(
+        load_filter(&loc, "x").unwrap().failregex,
+        vec!["^drop-in <HOST>$"]
+    );
+    // The same file outside a configuration is read with its .local twin (as
+    // fail2ban-regex does) but without drop-ins.
+    let outside = ConfigLocation::Embedded;
+    assert_eq!(
+        load_filter(&outside, &spec).unwrap().failregex,
+        vec!["^local <HOST>$"]
+    );
+}
