@@ -31,3 +31,13 @@ impl std::fmt::Display for Problem {
         write!(f, "{}: {}", self.span, self.message)
     }
 }
+
+/// `s` cut to `max` characters, with `...` when something was cut (long values in messages).
+pub(crate) fn clip(s: &str, max: usize) -> String {
+    let cut: String = s.chars().take(max).collect();
+    if cut.len() < s.len() {
+        format!("{cut}...")
+    } else {
+        cut
+    }
+}

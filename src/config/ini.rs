@@ -11,7 +11,7 @@ use std::path::Path;
 
 use indexmap::IndexMap;
 
-use super::diag::Problem;
+use super::diag::{Problem, clip};
 use super::model::Span;
 
 /// A value as written: the text (continuation lines joined with `\n`) and where it is.
@@ -136,7 +136,7 @@ pub(crate) fn parse(text: &str, shown: &Path) -> IniFile {
         let Some(s) = cur else {
             file.errors.push(Problem::new(
                 span(lineno),
-                format!("`{}` appears before any [section] header", clip(value)),
+                format!("`{}` appears before any [section] header", clip(value, 60)),
             ));
             continue;
         };
@@ -145,7 +145,7 @@ pub(crate) fn parse(text: &str, shown: &Path) -> IniFile {
                 span(lineno),
                 format!(
                     "`{}` is neither a [section] header nor `key = value` (continuation lines must be indented)",
-                    clip(value)
+                    clip(value, 60)
                 ),
             ));
             opt = None;
@@ -155,7 +155,7 @@ pub(crate) fn parse(text: &str, shown: &Path) -> IniFile {
         if key.is_empty() {
             file.errors.push(Problem::new(
                 span(lineno),
-                format!("`{}` has no option name", clip(value)),
+                format!("`{}` has no option name", clip(value, 60)),
             ));
             opt = None;
             continue;
@@ -257,16 +257,6 @@ fn section_header(value: &str) -> Option<&str> {
     let inner = value.strip_prefix('[')?;
     let end = inner.rfind(']')?;
     (end > 0).then(|| &inner[..end])
-}
-
-fn clip(s: &str) -> String {
-    const MAX: usize = 60;
-    if s.chars().count() <= MAX {
-        s.to_string()
-    } else {
-        let cut: String = s.chars().take(MAX).collect();
-        format!("{cut}...")
-    }
 }
 
 #[cfg(test)]

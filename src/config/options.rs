@@ -5,6 +5,8 @@
 
 use indexmap::IndexMap;
 
+use super::diag::clip;
+
 /// Splits `name[k=v, ...]` into the name and its arguments (fail2ban's `extractOptions`).
 pub(crate) fn extract(spec: &str) -> Result<(String, IndexMap<String, String>), String> {
     let (name, args) = match spec.find('[') {
@@ -12,14 +14,14 @@ pub(crate) fn extract(spec: &str) -> Result<(String, IndexMap<String, String>), 
         Some(i) => {
             let rest = spec[i..].trim_end();
             if !rest.ends_with(']') {
-                return Err(format!("`{}`: expected `]` at the end", clip(spec)));
+                return Err(format!("`{}`: expected `]` at the end", clip(spec, 25)));
             }
             (&spec[..i], Some(&rest[1..rest.len() - 1]))
         }
     };
     let name = name.trim();
     if name.is_empty() {
-        return Err(format!("`{}`: missing name before `[`", clip(spec)));
+        return Err(format!("`{}`: missing name before `[`", clip(spec, 25)));
     }
     let mut out = IndexMap::new();
     if let Some(args) = args {
@@ -79,7 +81,7 @@ fn parse_args(s: &str, out: &mut IndexMap<String, String>) -> Result<(), String>
             }
             return Err(format!(
                 "unexpected `{}` after argument `{key}`",
-                clip(rest)
+                clip(rest, 25)
             ));
         }
         let rest = &s[pos..];
@@ -89,7 +91,7 @@ fn parse_args(s: &str, out: &mut IndexMap<String, String>) -> Result<(), String>
         }
         return Err(format!(
             "expected `key=value`, found `{}`",
-            clip(rest.trim_start())
+            clip(rest.trim_start(), 25)
         ));
     }
 }
@@ -155,15 +157,6 @@ fn bracket_end(s: &str, open: usize) -> Option<usize> {
         }
     }
     s[p..].starts_with(']').then_some(p + 1)
-}
-
-fn clip(s: &str) -> String {
-    let cut: String = s.chars().take(25).collect();
-    if cut.len() < s.len() {
-        format!("{cut}...")
-    } else {
-        cut
-    }
 }
 
 #[cfg(test)]
