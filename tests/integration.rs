@@ -2,6 +2,9 @@
 
 mod support;
 
+mod config_check;
+mod config_compat;
+mod config_samples;
 mod ledger;
 mod ledger_escalation;
 #[cfg(feature = "sim")]

@@ -134,8 +134,12 @@ pub struct JailConfig {
     pub filter: FilterConfig,
     pub actions: Vec<ActionConfig>,
     pub backend: LogBackend,
-    /// Glob patterns, as written (expanded at run time so later files are found).
+    /// Glob patterns, as written (expanded at run time so later files are found), without
+    /// the ` tail`/` head` suffix.
     pub logpath: Vec<String>,
+    /// Per `logpath` entry: true when it carried the ` tail` suffix (start reading at the
+    /// end of existing files rather than from the saved position or the start).
+    pub logpath_tail: Vec<bool>,
     pub logencoding: String,
     pub logtimezone: Option<String>,
     pub findtime: i64,
