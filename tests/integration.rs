@@ -2,4 +2,5 @@
 
 mod support;
 
+mod source_file;
 mod support_selftest;
