@@ -3,4 +3,5 @@
 mod support;
 
 mod source_file;
+mod source_file_model;
 mod support_selftest;

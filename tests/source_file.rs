@@ -16,14 +16,14 @@ use warden::source::file::{
 
 /// A log file with logrotate-style rotation that keeps every generation (`x.log.1` is the
 /// newest rotated one).
-struct Log {
+pub(crate) struct Log {
     _dir: tempfile::TempDir,
-    dir: PathBuf,
-    path: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 impl Log {
-    fn new(name: &str) -> Log {
+    pub(crate) fn new(name: &str) -> Log {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_path_buf();
         let path = d.join(name);
@@ -35,7 +35,7 @@ impl Log {
         }
     }
 
-    fn append(&self, s: &str) {
+    pub(crate) fn append(&self, s: &str) {
         OpenOptions::new()
             .append(true)
             .create(true)
@@ -45,13 +45,13 @@ impl Log {
             .unwrap();
     }
 
-    fn generation(&self, n: u32) -> PathBuf {
+    pub(crate) fn generation(&self, n: u32) -> PathBuf {
         let mut p = self.path.clone().into_os_string();
         p.push(format!(".{n}"));
         PathBuf::from(p)
     }
 
-    fn shift(&self) {
+    pub(crate) fn shift(&self) {
         let mut n = 1;
         while self.generation(n).exists() {
             n += 1;
@@ -63,17 +63,17 @@ impl Log {
     }
 
     /// Renames the log to `.1` without creating a new one.
-    fn rename_away(&self) {
+    pub(crate) fn rename_away(&self) {
         self.shift();
         std::fs::rename(&self.path, self.generation(1)).unwrap();
     }
 
-    fn rotate_rename(&self) {
+    pub(crate) fn rotate_rename(&self) {
         self.rename_away();
         File::create(&self.path).unwrap();
     }
 
-    fn rotate_copytruncate(&self) {
+    pub(crate) fn rotate_copytruncate(&self) {
         self.shift();
         std::fs::copy(&self.path, self.generation(1)).unwrap();
         OpenOptions::new()
@@ -84,7 +84,7 @@ impl Log {
             .unwrap();
     }
 
-    fn spec(&self) -> String {
+    pub(crate) fn spec(&self) -> String {
         self.path.display().to_string()
     }
 }

@@ -690,7 +690,9 @@ impl Follow {
     fn poll(&mut self, sink: &mut Sink, ctx: &mut Ctx<'_>) -> bool {
         self.check_path(sink, ctx);
 
-        // Older generations first, oldest first.
+        // Older generations first, oldest first. One that is read to its end and done
+        // with is closed before the next is read, so its unfinished last line comes out in
+        // its place.
         let mut i = 0;
         while i < self.queue.len() {
             let r = &mut self.queue[i];
@@ -704,7 +706,14 @@ impl Follow {
                     if !eof {
                         return false;
                     }
-                    i += 1;
+                    let done = ctx.now.saturating_duration_since(r.last_growth) >= ctx.opts.linger
+                        || self.queue.len() > ctx.opts.max_rotated;
+                    if i == 0 && done {
+                        let r = self.queue.pop_front().expect("index checked");
+                        self.retire(r, sink, ctx);
+                    } else {
+                        i += 1;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -717,14 +726,6 @@ impl Follow {
                     self.retire(r, sink, ctx);
                 }
             }
-        }
-        while self.queue.front().is_some_and(|r| {
-            r.at_eof
-                && (ctx.now.saturating_duration_since(r.last_growth) >= ctx.opts.linger
-                    || self.queue.len() > ctx.opts.max_rotated)
-        }) {
-            let r = self.queue.pop_front().expect("front checked");
-            self.retire(r, sink, ctx);
         }
         if sink.full() {
             return false;
@@ -793,34 +794,27 @@ impl Follow {
                 }
             }
             Some(cur) => {
-                let mut truncated = size < cur.pos;
-                if !truncated
-                    && cur.hash.is_none()
-                    && !cur.splitter.partial().is_empty()
-                    && size != cur.size_seen
-                {
-                    // Only an unfinished first line was read: it must still be there.
-                    let held = Head {
-                        bytes: cur.splitter.partial().to_vec(),
-                        complete: false,
-                    };
-                    truncated = cur.head().is_ok_and(|h| !h.compatible(&held));
-                }
-                if truncated {
+                let now_stamp = stamp(&meta);
+                let changed = cur.stamp != now_stamp;
+                cur.stamp = now_stamp;
+                // Growth past the read position is checked after reading; here the cases
+                // where nothing will be read: shorter, changed without growing, or a first
+                // line that is still unfinished.
+                let suspicious = size < cur.pos
+                    || (changed && size <= cur.pos)
+                    || (cur.hash.is_none()
+                        && !cur.splitter.partial().is_empty()
+                        && size != cur.size_seen);
+                if suspicious && was_truncated(cur) {
                     self.truncated(sink, ctx);
                     return;
                 }
-                let now_stamp = stamp(&meta);
-                if cur.pos == 0 && cur.stamp != now_stamp {
-                    cur.stamp = now_stamp;
-                    cur.size_seen = size;
+                cur.size_seen = size;
+                if cur.pos == 0 && changed {
                     // Nothing read from it yet, and it changed: lines may have been written,
                     // copied to a rotated file and truncated since the last look.
                     self.discover(None, None, ctx);
-                    return;
                 }
-                cur.stamp = now_stamp;
-                cur.size_seen = size;
             }
         }
     }
