@@ -4,4 +4,5 @@ mod support;
 
 mod source_file;
 mod source_file_model;
+mod source_journal;
 mod support_selftest;
