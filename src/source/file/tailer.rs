@@ -1030,3 +1030,108 @@ fn find_generation<'a>(
     r.first_line_hash.as_ref()?;
     siblings.iter().rev().find(fits)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn tailer(path: &Path, saved: Vec<FilePosition>) -> FileTailer {
+        let opts = TailOptions {
+            linger: std::time::Duration::ZERO,
+            ..TailOptions::default()
+        };
+        FileTailer::new(
+            vec![LogPattern::parse(&path.display().to_string()).unwrap()],
+            opts,
+            saved,
+        )
+    }
+
+    fn texts(t: &mut FileTailer) -> Vec<String> {
+        t.poll().lines.into_iter().map(|l| l.text).collect()
+    }
+
+    fn append(path: &Path, s: &str) {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap()
+            .write_all(s.as_bytes())
+            .unwrap();
+    }
+
+    #[test]
+    fn position_points_after_the_last_complete_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, "one\ntw");
+        let mut t = tailer(&p, vec![]);
+        assert_eq!(texts(&mut t), ["one"]);
+        let pos = t.positions().remove(0);
+        assert_eq!(pos.offset, 4);
+        assert_eq!(pos.first_line_hash, Some(line_hash_of(b"one\n")));
+        assert!(pos.rotated.is_empty());
+    }
+
+    fn line_hash_of(b: &[u8]) -> String {
+        super::super::identity::line_hash(b)
+    }
+
+    #[test]
+    fn resume_matches_inode_and_checksum_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, "one\ntwo\n");
+        let mut t = tailer(&p, vec![]);
+        texts(&mut t);
+        let saved = t.positions();
+        append(&p, "three\n");
+        assert_eq!(texts(&mut tailer(&p, saved.clone())), ["three"]);
+
+        // Same inode, other first line (rewritten in place): read from the start.
+        let mut f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_all(b"ONE\n").unwrap();
+        drop(f);
+        assert_eq!(
+            texts(&mut tailer(&p, saved.clone())),
+            ["ONE", "two", "three"]
+        );
+
+        // An offset past the end of the file: it was truncated.
+        let mut short = saved[0].clone();
+        short.offset = 1000;
+        let short = vec![short];
+        let got = texts(&mut tailer(&p, short));
+        assert_eq!(got, ["ONE", "two", "three"]);
+    }
+
+    #[test]
+    fn a_blank_current_file_reports_the_previous_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, "a\n");
+        let mut t = tailer(&p, vec![]);
+        texts(&mut t);
+        let first = t.positions().remove(0);
+        std::fs::rename(&p, dir.path().join("a.log.1")).unwrap();
+        append(&p, "partial");
+        texts(&mut t);
+        let pos = t.positions().remove(0);
+        // The current file has no complete line: the position names the file rotated away,
+        // read to its end.
+        assert_eq!((pos.inode, pos.offset), (first.inode, 2));
+    }
+
+    #[test]
+    fn hash_matching_rules() {
+        let head = Head {
+            bytes: b"x\n".to_vec(),
+            complete: true,
+        };
+        assert!(hash_matches(&None, &head));
+        assert!(hash_matches(&head.hash(), &head));
+        assert!(!hash_matches(&Some("00".into()), &head));
+    }
+}
