@@ -107,7 +107,17 @@ pub(crate) struct Reader {
 
 impl Reader {
     pub fn open(path: &Path, start: Start, max_line: usize, now: Instant) -> io::Result<Reader> {
-        let file = File::open(path)?;
+        Reader::with_file(File::open(path)?, path, start, max_line, now)
+    }
+
+    /// A reader for a file already open (found at `path`).
+    pub fn with_file(
+        file: File,
+        path: &Path,
+        start: Start,
+        max_line: usize,
+        now: Instant,
+    ) -> io::Result<Reader> {
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(io::Error::new(

@@ -551,18 +551,7 @@ impl Follow {
             // Renamed again since it was listed: it will be found under its new name.
             Ok(r) if r.key != s.key => None,
             Ok(r) => {
-                tracing::info!(
-                    path = %self.path.display(),
-                    file = %s.path.display(),
-                    offset,
-                    "Reading the rest of a rotated log file"
-                );
-                ctx.stats.recovered_files += 1;
-                ctx.notices.push(Notice::Recovering {
-                    path: self.path.clone(),
-                    file: s.path.clone(),
-                    offset,
-                });
+                self.recovering(s, offset, ctx);
                 Some(r)
             }
             Err(e) => {
@@ -583,7 +572,6 @@ impl Follow {
         carry: Option<Reader>,
         ctx: &mut Ctx<'_>,
     ) -> usize {
-        let siblings = self.list(ctx);
         let carry_key = carry.as_ref().map(|r| r.key);
         let mut held: HashSet<FileKey> = self.queue.iter().map(|r| r.key).collect();
         held.extend(self.current.as_ref().map(|r| r.key));
@@ -591,67 +579,29 @@ impl Follow {
         let here = open_path_head(&self.path, ctx.opts.max_line_bytes);
         held.extend(here.as_ref().map(|h| h.0));
         let here_head = here.map(|h| h.1);
-        let mut known = HashMap::new();
-        let mut found: Vec<(&Sibling, u64)> = Vec::new();
-        let mut copy_taken = false;
 
-        // Newest first, so the most recent copy of a truncated file is the one used.
-        for s in siblings.iter().rev() {
-            if Some(s.key) == carry_key {
-                continue;
-            }
-            if held.contains(&s.key) {
-                continue;
-            }
-            let prev = self.known.get(&s.key);
-            if let Some(k) = prev.filter(|k| k.size == s.size && k.mtime == s.mtime) {
-                known.insert(s.key, k.clone());
-                continue;
-            }
-            let Ok(head) =
-                std::fs::File::open(&s.path).and_then(|f| read_head(&f, ctx.opts.max_line_bytes))
-            else {
-                continue;
-            };
-            if head.bytes.is_empty() {
-                // Just created (a copy being made): nothing to read yet.
-                continue;
-            }
-            let hash = head.hash();
-            let mut account = |read_to| {
-                known.insert(s.key, Known::new(s.size, s.mtime, Some(&head), read_to));
-            };
-            if let Some(c) = &copy
-                && c.hash.is_some()
-                && hash == c.hash
-            {
-                if !copy_taken && s.size >= c.offset {
-                    copy_taken = true;
-                    found.push((s, c.offset));
-                } else {
-                    // An older copy of lines already read.
-                    account(Some(s.size));
+        // A rotation running at this moment renames files between the listing and the
+        // opening: then everything is looked at again.
+        let mut attempt = 0;
+        let (siblings, found, known) = loop {
+            attempt += 1;
+            let siblings = self.list(ctx);
+            match self.scan_siblings(
+                &siblings,
+                &held,
+                carry_key,
+                here_head.as_ref(),
+                copy.as_ref(),
+                ctx,
+            ) {
+                Some((found, known)) => break (siblings, found, known),
+                None if attempt < 8 => continue,
+                None => {
+                    tracing::debug!(path = %self.path.display(), "Rotated files keep changing");
+                    break (siblings, Vec::new(), self.known.clone());
                 }
-                continue;
             }
-            if let Some(k) = prev.filter(|k| k.same_file(&head)) {
-                // The same file, touched: read what was appended after it was closed.
-                match k.read_to {
-                    Some(r) if s.size > r => found.push((s, r)),
-                    r => account(r),
-                }
-                continue;
-            }
-            if let Some(cur) = &here_head
-                && head.compatible(cur)
-            {
-                // A copy of what the path holds now (perhaps still being made): those lines
-                // arrive through the path. Left unaccounted, so it is looked at again if the
-                // path is truncated.
-                continue;
-            }
-            found.push((s, 0));
-        }
+        };
         self.known = known;
 
         // Queued files not read from yet take their place among the files found, by
@@ -665,10 +615,23 @@ impl Follow {
             .map(|r| (by_key.get(&r.key).copied(), r))
             .collect();
         let mut queued = 0;
-        for (s, offset) in found {
-            if let Some(r) = self.open_generation(s, offset, ctx) {
-                pending.push((Some(s), r));
-                queued += 1;
+        for (i, file, offset) in found {
+            let s = &siblings[i];
+            match Reader::with_file(
+                file,
+                &s.path,
+                Start::Offset(offset),
+                ctx.opts.max_line_bytes,
+                ctx.now,
+            ) {
+                Ok(r) => {
+                    self.recovering(s, offset, ctx);
+                    pending.push((Some(s), r));
+                    queued += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(file = %s.path.display(), error = %e, "Cannot read rotated log file");
+                }
             }
         }
         pending.sort_by(|(a, _), (b, _)| match (a, b) {
@@ -684,6 +647,101 @@ impl Follow {
             self.dirty = true;
         }
         queued
+    }
+
+    /// Decides which listed generations are to be read, and from where; the files come
+    /// back open, so a later rename cannot swap them. None when the listing turned out to
+    /// be stale (a file renamed or replaced since).
+    #[allow(clippy::type_complexity)]
+    fn scan_siblings(
+        &self,
+        siblings: &[Sibling],
+        held: &HashSet<FileKey>,
+        carry_key: Option<FileKey>,
+        here_head: Option<&Head>,
+        copy: Option<&CopyOf>,
+        ctx: &Ctx<'_>,
+    ) -> Option<(Vec<(usize, std::fs::File, u64)>, HashMap<FileKey, Known>)> {
+        let mut known = HashMap::new();
+        let mut found = Vec::new();
+        let mut copy_taken = false;
+        // Newest first, so the most recent copy of a truncated file is the one used.
+        for (i, s) in siblings.iter().enumerate().rev() {
+            if Some(s.key) == carry_key || held.contains(&s.key) {
+                continue;
+            }
+            let prev = self.known.get(&s.key);
+            if let Some(k) = prev.filter(|k| k.size == s.size && k.mtime == s.mtime) {
+                known.insert(s.key, k.clone());
+                continue;
+            }
+            let file = match std::fs::File::open(&s.path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+                Err(_) => continue,
+            };
+            match file.metadata() {
+                Ok(m) if FileKey::of(&m) == s.key => {}
+                Ok(_) => return None,
+                Err(_) => continue,
+            }
+            let Ok(head) = read_head(&file, ctx.opts.max_line_bytes) else {
+                continue;
+            };
+            if head.bytes.is_empty() {
+                // Just created (a copy being made): nothing to read yet.
+                continue;
+            }
+            let hash = head.hash();
+            if let Some(c) = copy
+                && c.hash.is_some()
+                && hash == c.hash
+            {
+                if !copy_taken && s.size >= c.offset {
+                    copy_taken = true;
+                    found.push((i, file, c.offset));
+                } else {
+                    // An older copy of lines already read.
+                    known.insert(s.key, Known::new(s.size, s.mtime, Some(&head), Some(s.size)));
+                }
+                continue;
+            }
+            if let Some(k) = prev.filter(|k| k.same_file(&head)) {
+                // The same file, touched: read what was appended after it was closed.
+                match k.read_to {
+                    Some(r) if s.size > r => found.push((i, file, r)),
+                    r => {
+                        known.insert(s.key, Known::new(s.size, s.mtime, Some(&head), r));
+                    }
+                }
+                continue;
+            }
+            if here_head.is_some_and(|cur| head.compatible(cur)) {
+                // A copy of what the path holds now (perhaps still being made): those lines
+                // arrive through the path. Left unaccounted, so it is looked at again if the
+                // path is truncated.
+                continue;
+            }
+            found.push((i, file, 0));
+        }
+        found.sort_by(|a, b| generation_order(&siblings[a.0], &siblings[b.0]));
+        Some((found, known))
+    }
+
+    /// Reports that an older generation is being read.
+    fn recovering(&self, s: &Sibling, offset: u64, ctx: &mut Ctx<'_>) {
+        tracing::info!(
+            path = %self.path.display(),
+            file = %s.path.display(),
+            offset,
+            "Reading the rest of a rotated log file"
+        );
+        ctx.stats.recovered_files += 1;
+        ctx.notices.push(Notice::Recovering {
+            path: self.path.clone(),
+            file: s.path.clone(),
+            offset,
+        });
     }
 
     /// One poll of this path. Returns whether it should be polled again at once.
