@@ -702,7 +702,10 @@ impl Follow {
                     found.push((i, file, c.offset));
                 } else {
                     // An older copy of lines already read.
-                    known.insert(s.key, Known::new(s.size, s.mtime, Some(&head), Some(s.size)));
+                    known.insert(
+                        s.key,
+                        Known::new(s.size, s.mtime, Some(&head), Some(s.size)),
+                    );
                 }
                 continue;
             }
@@ -923,7 +926,11 @@ impl Follow {
         let mut splitter = cur.splitter.clone();
         let held_at = cur.pos;
         cur.reset(ctx.now);
-        let queued = self.discover(Some(copy), None, ctx);
+        // Renamed away as well since the path was looked at: it is one more generation,
+        // to be read from its start in its place among the others.
+        let moved = std::fs::metadata(&self.path).map_or(true, |m| FileKey::of(&m) != cur.key);
+        let carry = if moved { self.current.take() } else { None };
+        let queued = self.discover(Some(copy), carry, ctx);
         if queued == 0
             && let Some((bytes, dropped)) = splitter.take_partial()
         {
