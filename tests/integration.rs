@@ -9,4 +9,7 @@ mod ledger;
 mod ledger_escalation;
 #[cfg(feature = "sim")]
 mod pfctl_sim;
+mod source_file;
+mod source_file_model;
+mod source_journal;
 mod support_selftest;
