@@ -7,6 +7,8 @@
 //! the ledger knows which jails still hold an address, and [`Action::entry_key`] tells
 //! which jails share one firewall entry.
 
+pub mod conntrack;
+pub mod nftables;
 pub mod ports;
 
 use std::collections::BTreeMap;
