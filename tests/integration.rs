@@ -2,4 +2,5 @@
 
 mod support;
 
+mod nft;
 mod support_selftest;
