@@ -414,7 +414,7 @@ fn a_ban_batch_is_one_nft_call_with_kernel_timeouts() {
     assert_eq!(v4.len(), 401);
     assert_eq!(v6.len(), 301);
     let host = v4.iter().find(|e| e.val == "10.1.1.44").unwrap();
-    assert_eq!(host.timeout, Some(600));
+    assert!((599..=600).contains(&host.timeout.unwrap()), "{host:?}");
     assert!((590..=600).contains(&host.expires.unwrap()), "{host:?}");
     let net = v6.iter().find(|e| e.val == "2001:db8:ff::/64").unwrap();
     assert!((890..=900).contains(&net.expires.unwrap()), "{net:?}");
@@ -486,6 +486,49 @@ fn a_ban_batch_is_one_nft_call_with_kernel_timeouts() {
     assert_eq!(v4.len(), 400);
     assert!(!v4.iter().any(|e| e.val == "10.1.1.44"));
 
+    // Large re-bans and unbans (the set is then rewritten whole) are one call too, and
+    // leave every other element with its own timeout.
+    std::fs::remove_file(&log).unwrap();
+    let reban: Vec<Ban> = (0..100u32)
+        .map(|i| ban("sshd", &format!("10.1.0.{i}"), Some(5000)))
+        .collect();
+    let unban: Vec<Ban> = (100..250u32)
+        .map(|i| ban("sshd", &format!("10.1.0.{i}"), None))
+        .chain((1..=50u32).map(|i| ban("sshd", &format!("2001:db8:1::{i:x}"), None)))
+        .collect();
+    ns.run(|| {
+        a.ban(&reban).unwrap();
+        a.unban(&unban).unwrap();
+    });
+    assert_eq!(calls(&log).len(), 2, "{:?}", calls(&log));
+    let v4 = set_elems(&ns, "ban4-sshd");
+    assert_eq!(v4.len(), 250);
+    let get = |v: &[Elem], val: &str| v.iter().find(|e| e.val == val).cloned();
+    assert!((4990..=5000).contains(&get(&v4, "10.1.0.7").unwrap().expires.unwrap()));
+    assert!((590..=600).contains(&get(&v4, "10.1.1.7").unwrap().expires.unwrap()));
+    assert!(get(&v4, "10.1.0.200").is_none());
+    assert_eq!(get(&v4, "10.200.0.0/16").unwrap().timeout, None);
+    let v6 = set_elems(&ns, "ban6-sshd");
+    assert_eq!(v6.len(), 251);
+    assert!(get(&v6, "2001:db8:1::1").is_none() && get(&v6, "2001:db8:1::33").is_some());
+    assert!((7190..=7200).contains(&get(&v6, "2001:db8:ff::/64").unwrap().expires.unwrap()));
+    ns.run(|| {
+        a.ban(
+            &(100..400u32)
+                .map(|i| {
+                    ban(
+                        "sshd",
+                        &format!("10.{}.{}.{}", 1 + i / 65536, (i / 256) % 256, i % 256),
+                        Some(600),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    });
+    // 10.1.0.100 to 10.1.1.143 back (10.1.1.44 among them): all 400 plus the /16.
+    assert_eq!(set_elems(&ns, "ban4-sshd").len(), 401);
+
     // An element deleted behind the backend's back: unbanning it still succeeds.
     ns.sh(
         "nft",
@@ -499,7 +542,7 @@ fn a_ban_batch_is_one_nft_call_with_kernel_timeouts() {
         ],
     );
     ns.run(|| a.unban(&[ban("sshd", "10.1.1.45", None)]).unwrap());
-    assert_eq!(set_elems(&ns, "ban4-sshd").len(), 399);
+    assert_eq!(set_elems(&ns, "ban4-sshd").len(), 400);
 }
 
 #[test]
@@ -628,6 +671,19 @@ fn start_reconciles_the_sets_with_the_ledger() {
          add element inet warden ban4-sshd { 192.0.2.2 timeout 5s, 192.0.2.3 timeout 1h }\n\
          add element inet warden ban6-sshd { 2001:db8:99::/48 }\n",
     );
+    let mut b = action(spec("sshd", "ssh", &["tcp"], KillScope::Auto, &[]));
+    ns.run(|| b.start(&ledger).unwrap());
+    let v4 = set_elems(&ns, "ban4-sshd");
+    assert_eq!(vals(&v4), vec!["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+    // Many strays (the set is then rewritten whole) are removed as well.
+    let strays: Vec<String> = (0..60)
+        .map(|i| format!("198.51.100.{i} timeout 1h"))
+        .collect();
+    ns.nft(&format!(
+        "add element inet warden ban4-sshd {{ {} }}\n",
+        strays.join(", ")
+    ));
+    assert_eq!(set_elems(&ns, "ban4-sshd").len(), 63);
     let mut b = action(spec("sshd", "ssh", &["tcp"], KillScope::Auto, &[]));
     ns.run(|| b.start(&ledger).unwrap());
     let v4 = set_elems(&ns, "ban4-sshd");
@@ -954,4 +1010,52 @@ fn a_changed_chain_priority_applies_while_no_other_jail_uses_the_chain() {
     ));
     ns.run(|| b.start(&[]).unwrap());
     assert_eq!(chain(&ns), (-5, 4));
+}
+
+#[test]
+fn a_kernel_without_socket_destroy_is_detected_once() {
+    let lan = Lan::new(&["server", "attacker"]);
+    let (server, attacker) = (lan.host("server"), lan.host("attacker"));
+    server.ns.nft(HOST_FIREWALL);
+    let svc = Service::spawn(&server.ns, 2222, None);
+    let to = SocketAddr::new(server.v4.into(), 2222);
+    let mut open = Client::connect(&attacker.ns, to, SEC).unwrap();
+    assert!(open.alive(SEC));
+    // An ss that destroys nothing, as on a kernel without CONFIG_INET_DIAG_DESTROY.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("ss.log");
+    let ss = dir.path().join("ss");
+    std::fs::write(
+        &ss,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ss, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let ss = ss.to_str().unwrap().to_string();
+    let mut act = action(spec("sshd", "", &["tcp"], KillScope::All, &[("ss", &ss)]));
+    let bans = vec![ban("sshd", &attacker.v4.to_string(), Some(600))];
+    let (first, second) = server.ns.run(|| {
+        act.start(&[]).unwrap();
+        act.ban(&bans).unwrap();
+        (
+            act.kill_states(&bans).unwrap(),
+            act.kill_states(&bans).unwrap(),
+        )
+    });
+    // conntrack still did its part; ss was asked once, by the probe, and not again.
+    assert_eq!(first[0].killed, 1, "{first:?}");
+    assert_eq!(second[0].killed, 0, "{second:?}");
+    let calls = calls(&log);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(
+        calls[0].starts_with("-K") && calls[0].contains("127.0.0.1"),
+        "{calls:?}"
+    );
+    assert!(svc.is_open(open.local_addr()));
+    assert!(
+        Client::connect(&attacker.ns, to, SEC).is_err(),
+        "the ban still applies"
+    );
 }

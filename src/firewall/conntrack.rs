@@ -16,8 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -413,11 +413,13 @@ fn parse_ss_sockaddr(word: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// Whether this kernel lets `ss -K` destroy sockets, found once by aborting a loopback
-/// connection made for the purpose. None when it cannot be told (no loopback).
+/// Whether this kernel lets `ss -K` destroy sockets, found once (per ss program) by
+/// aborting a loopback connection made for the purpose. None when it cannot be told (no
+/// loopback).
 pub fn ss_destroy_supported(ss: &Path, timeout: Duration) -> Result<Option<bool>, CutError> {
-    static SUPPORTED: OnceLock<bool> = OnceLock::new();
-    if let Some(s) = SUPPORTED.get() {
+    static SUPPORTED: OnceLock<Mutex<BTreeMap<PathBuf, bool>>> = OnceLock::new();
+    let known = SUPPORTED.get_or_init(|| Mutex::new(BTreeMap::new()));
+    if let Some(s) = known.lock().unwrap_or_else(|e| e.into_inner()).get(ss) {
         return Ok(Some(*s));
     }
     let Ok(listener) = TcpListener::bind("127.0.0.1:0") else {
@@ -448,7 +450,11 @@ pub fn ss_destroy_supported(ss: &Path, timeout: Duration) -> Result<Option<bool>
         .run_checked(&[0])?;
     let supported = !parse_ss_peers(&out.stdout_text()).is_empty();
     drop(listener);
-    Ok(Some(*SUPPORTED.get_or_init(|| supported)))
+    known
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(ss.to_path_buf(), supported);
+    Ok(Some(supported))
 }
 
 #[cfg(test)]

@@ -101,11 +101,6 @@ impl Holdings {
     }
 }
 
-/// Whether two networks share any address.
-pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
-    a.contains(b) || b.contains(a)
-}
-
 /// The smallest set of prefixes covering `start..=end` (for range elements found in a set).
 pub fn range_to_nets(start: IpAddr, end: IpAddr) -> Vec<IpNet> {
     match (start, end) {
