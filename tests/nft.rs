@@ -339,7 +339,8 @@ fn odd_jail_names_and_table_options_stay_safe() {
         KillScope::Auto,
         &[
             ("table", "inet guard"),
-            ("chain", "ban-input"),
+            ("chain", "ban-fwd"),
+            ("chain_hook", "forward"),
             ("chain_priority", "filter - 20"),
         ],
     ));
@@ -356,8 +357,12 @@ fn odd_jail_names_and_table_options_stay_safe() {
     let items = v["nftables"].as_array().unwrap();
     let chain = objects(items, "chain")[0].clone();
     assert_eq!(
-        (chain["name"].as_str(), chain["prio"].as_i64()),
-        (Some("ban-input"), Some(-20))
+        (
+            chain["name"].as_str(),
+            chain["hook"].as_str(),
+            chain["prio"].as_i64()
+        ),
+        (Some("ban-fwd"), Some("forward"), Some(-20))
     );
     let listed = ns.run(|| a.list().unwrap()).unwrap();
     assert_eq!(listed, vec!["198.51.100.7/32".parse::<IpNet>().unwrap()]);

@@ -14,10 +14,11 @@
 //! ```
 //!
 //! Elements carry the ban's remaining time as their kernel timeout, so bans end on time
-//! even while warden is down. Every change is one `nft -f -` transaction whatever the
-//! number of addresses; `nft -j list table` is read only at start, at stop, for `list`, and
-//! to resynchronise after a batch the kernel refused. `docs/nftables.md` describes the
-//! options and the behaviour.
+//! even while warden is down. Every batch is one `nft -f -` transaction whatever the
+//! number of addresses (two, milliseconds apart, in the rare batch where a network
+//! replaces addresses inside it or the reverse); `nft -j list table` is read only at start,
+//! at stop, for `list`, and to resynchronise after a batch the kernel refused.
+//! `docs/nftables.md` describes the options and the behaviour.
 
 mod holdings;
 mod names;
@@ -72,7 +73,7 @@ impl std::fmt::Debug for NftAction {
     }
 }
 
-/// A change to one set element.
+/// The element changes of one batch.
 #[derive(Debug, Default)]
 struct Plan {
     /// Elements to take out (present or not).
