@@ -91,6 +91,11 @@ fn report(label: &str, n: usize, d: Duration, base: Duration) {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench targets too; this one needs root and minutes.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("nft_batch: run with `cargo bench --bench nft_batch` (needs root)");
+        return;
+    }
     let count: u32 = std::env::args()
         .skip(1)
         .find(|a| !a.starts_with('-'))

@@ -2,12 +2,13 @@
 //!
 //! A batch is one transaction: the kernel applies all of it or none. Three facts of nft
 //! 1.0.6 shape the element commands:
-//! - `delete element` of an absent element fails the whole batch (there is no `destroy`
-//!   before nft 1.0.8), while `add element` of an element already present succeeds. So a
+//! - `delete element` of an absent element fails the whole batch (nft 1.0.6 has no
+//!   `destroy`), while `add element` of an element already present succeeds. So a
 //!   removal of an element that may be gone (a kernel timeout may have removed it) is
 //!   written as `add` followed by `delete` of the same elements ([`Batch::remove_elements`]).
-//! - `add element` of a present element keeps its old timeout on kernels before 6.10. So a
-//!   re-ban removes the element and adds it again with the new timeout, in one transaction.
+//! - Whether `add element` of a present element takes the new timeout depends on the
+//!   kernel (older ones keep the old one). So a re-ban removes the element and adds it
+//!   again with the new timeout, in one transaction.
 //! - nft checks interval overlaps against its own view of the set, and after `add` of a
 //!   present element followed by `delete`, that view still holds the element: a later
 //!   `add` of an overlapping element in the same batch is refused. Plain `delete` followed
