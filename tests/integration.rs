@@ -7,6 +7,7 @@ mod config_compat;
 mod config_samples;
 mod ledger;
 mod ledger_escalation;
+mod nft;
 #[cfg(feature = "sim")]
 mod pfctl_sim;
 mod source_file;

@@ -7,7 +7,9 @@
 //! the ledger knows which jails still hold an address, and [`Action::entry_key`] tells
 //! which jails share one firewall entry.
 
+pub mod conntrack;
 pub mod log;
+pub mod nftables;
 pub mod ports;
 pub mod shell;
 pub mod tags;

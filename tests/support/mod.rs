@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod fail2ban;
+pub mod netns;
 #[cfg(feature = "sim")]
 pub mod pfctl;

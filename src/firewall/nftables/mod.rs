@@ -1,0 +1,777 @@
+//! The native nftables backend: one shared table, one base chain, and per jail one set per
+//! address family with one rule each.
+//!
+//! ```text
+//! table inet warden {
+//!     set ban4-sshd { type ipv4_addr; flags interval,timeout; elements = { 192.0.2.7 timeout 10m expires 9m58s } }
+//!     set ban6-sshd { type ipv6_addr; flags interval,timeout; elements = { 2001:db8:1::/64 timeout 1h expires 59m } }
+//!     chain input {
+//!         type filter hook input priority filter - 10; policy accept;
+//!         ip saddr @ban4-sshd tcp dport { 22 } counter drop comment "warden jail sshd"
+//!         ip6 saddr @ban6-sshd tcp dport { 22 } counter drop comment "warden jail sshd"
+//!     }
+//! }
+//! ```
+//!
+//! Elements carry the ban's remaining time as their kernel timeout, so bans end on time
+//! even while warden is down. Every batch is one `nft -f -` transaction whatever the
+//! number of addresses (two, milliseconds apart, in the rare batch where a network
+//! replaces addresses inside it or the reverse); `nft -j list table` is read only at start,
+//! at stop, for `list`, and to resynchronise after a batch the kernel refused.
+//! `docs/nftables.md` describes the options and the behaviour.
+
+mod holdings;
+mod names;
+mod options;
+mod ruleset;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
+
+pub use holdings::widen;
+pub use names::{JailNames, jail_token};
+pub use options::{BlockType, Hook, KillTools, L4, NftOptions};
+pub use ruleset::{Batch, ElemInfo, ElemItem, Listing, parse_listing};
+
+use self::holdings::{Holdings, range_to_nets};
+use self::options::{FAMILY, MAX_TIMEOUT_SECS};
+use crate::Epoch;
+use crate::exec::Cmd;
+use crate::firewall::conntrack::{CutScope, Cutter};
+use crate::firewall::{Action, Ban, FirewallError, JailSpec, KillReport, KillScope, PortSpec};
+
+/// How far (seconds) a kernel timeout may differ from the ledger's before start rewrites it.
+const TIMEOUT_SLACK: i64 = 2;
+
+/// Above this many removals from one set, the set is flushed and rewritten whole in the
+/// same transaction. nft 1.0.6 spends time proportional to the set's size on each element
+/// it deletes from an interval set (about 20 ms each in a set of 10,000, against 25 µs to
+/// add one), so a large removal costs more than writing the set anew.
+const REBUILD_OVER: usize = 16;
+
+/// One jail's nftables action.
+pub struct NftAction {
+    spec: JailSpec,
+    opts: NftOptions,
+    names: JailNames,
+    holdings: Holdings,
+    /// What this action last wrote to its sets (elements and their ends). Kernel timeouts
+    /// may have removed some since; removals are written so that does not matter.
+    installed: BTreeMap<IpNet, Option<Epoch>>,
+    cutter: Cutter,
+    clock: fn() -> Epoch,
+}
+
+impl std::fmt::Debug for NftAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NftAction")
+            .field("jail", &self.spec.jail)
+            .field("opts", &self.opts)
+            .field("held", &self.holdings.len())
+            .finish()
+    }
+}
+
+/// The element changes of one batch.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Elements to take out (present or not).
+    remove: Vec<IpNet>,
+    /// Elements to write, with their ends.
+    put: Vec<(IpNet, Option<Epoch>)>,
+}
+
+impl NftAction {
+    /// Builds the action for a jail; the options come from `spec.params` (see
+    /// [`NftOptions`] and `docs/nftables.md`).
+    pub fn new(spec: JailSpec) -> Result<NftAction, FirewallError> {
+        let opts = NftOptions::from_spec(&spec)?;
+        let names = JailNames::new(&spec.jail);
+        let cutter = Cutter {
+            conntrack: opts.kill_tools.conntrack.then(|| opts.conntrack.clone()),
+            ss: opts.kill_tools.ss.then(|| opts.ss.clone()),
+            timeout: opts.timeout,
+        };
+        Ok(NftAction {
+            spec,
+            opts,
+            names,
+            holdings: Holdings::default(),
+            installed: BTreeMap::new(),
+            cutter,
+            clock: crate::now_epoch,
+        })
+    }
+
+    /// Replaces the clock that turns ban ends into remaining times.
+    pub fn with_clock(mut self, clock: fn() -> Epoch) -> NftAction {
+        self.clock = clock;
+        self
+    }
+
+    pub fn options(&self) -> &NftOptions {
+        &self.opts
+    }
+
+    pub fn names(&self) -> &JailNames {
+        &self.names
+    }
+
+    /// The set that holds `target` (after widening).
+    pub fn set_for(&self, target: &IpNet) -> &str {
+        let key = self.key(target);
+        self.names.set(matches!(key, IpNet::V6(_)))
+    }
+
+    fn key(&self, target: &IpNet) -> IpNet {
+        widen(*target, self.opts.cidr4, self.opts.cidr6)
+    }
+
+    fn set_of(&self, key: &IpNet) -> &str {
+        self.names.set(matches!(key, IpNet::V6(_)))
+    }
+
+    fn nft_display(&self) -> String {
+        self.opts.nft.display().to_string()
+    }
+
+    /// Runs one transaction.
+    fn apply(&self, batch: &Batch) -> Result<(), FirewallError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let out = Cmd::new(&self.opts.nft)
+            .args(["-f", "-"])
+            .stdin(batch.text())
+            .timeout(self.opts.timeout)
+            .run()?;
+        if !out.success() {
+            let stderr = out.stderr_text();
+            let message: Vec<&str> = stderr.lines().take(6).collect();
+            return Err(FirewallError::Command {
+                cmd: format!("{} -f - (jail {})", self.nft_display(), self.spec.jail),
+                message: message.join(" | "),
+            });
+        }
+        tracing::trace!(jail = %self.spec.jail, commands = batch.commands(), elapsed = ?out.elapsed, "Applied an nftables transaction");
+        Ok(())
+    }
+
+    /// The table as the kernel holds it; None when it does not exist.
+    pub fn read_table(&self) -> Result<Option<Listing>, FirewallError> {
+        let out = Cmd::new(&self.opts.nft)
+            .args(["-j", "list", "table", FAMILY, &self.opts.table])
+            .timeout(self.opts.timeout)
+            .run()?;
+        if !out.success() {
+            let stderr = out.stderr_text();
+            if stderr.contains("No such file or directory") {
+                return Ok(None);
+            }
+            return Err(FirewallError::Command {
+                cmd: out.cmd.clone(),
+                message: stderr.trim().to_string(),
+            });
+        }
+        parse_listing(&out.stdout_text())
+            .map(Some)
+            .map_err(|e| FirewallError::Command {
+                cmd: out.cmd.clone(),
+                message: format!("cannot read the listing: {e}"),
+            })
+    }
+
+    fn timeout_secs(&self, end: Option<Epoch>, now: Epoch) -> Option<i64> {
+        end.map(|e| (e - now).clamp(1, MAX_TIMEOUT_SECS))
+    }
+
+    /// Makes the kernel hold this jail's table, chain, sets and rules, and exactly the
+    /// elements its holdings call for, in one transaction after one listing. An element
+    /// can time out between the listing and the transaction, failing the latter; one more
+    /// round settles that.
+    fn sync(&mut self) -> Result<(), FirewallError> {
+        match self.sync_once() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::debug!(jail = %self.spec.jail, error = %e, "Synchronising nftables sets failed; trying once more");
+                self.sync_once()
+            }
+        }
+    }
+
+    fn sync_once(&mut self) -> Result<(), FirewallError> {
+        let now = (self.clock)();
+        let listing = self.read_table()?.unwrap_or_default();
+        let o = &self.opts;
+        let mut batch = Batch::default();
+        batch.push(ruleset::table_decl(o));
+
+        let ours = [self.names.set4.as_str(), self.names.set6.as_str()];
+        let our_rule = |r: &ruleset::RuleInfo| r.sets.iter().any(|s| ours.contains(&s.as_str()));
+        let mut recreate_chain = false;
+        match listing.chain(&o.chain) {
+            None => batch.push(ruleset::chain_decl(o)),
+            Some(c) => {
+                let same = c.kind.as_deref() == Some("filter")
+                    && c.hook.as_deref() == Some(o.hook.name())
+                    && c.prio == Some(i64::from(o.priority));
+                if !same {
+                    let others = listing
+                        .rules
+                        .iter()
+                        .any(|r| r.chain == o.chain && !our_rule(r));
+                    if others {
+                        tracing::warn!(
+                            jail = %self.spec.jail,
+                            chain = %o.chain,
+                            hook = ?c.hook,
+                            priority = ?c.prio,
+                            wanted_hook = o.hook.name(),
+                            wanted_priority = o.priority,
+                            "The shared chain has another hook or priority than configured and holds other jails' rules; keeping it until the table is recreated"
+                        );
+                    } else {
+                        recreate_chain = true;
+                        batch.push(format!("delete chain {FAMILY} {} {}", o.table, o.chain));
+                        batch.push(ruleset::chain_decl(o));
+                    }
+                }
+            }
+        }
+        for r in listing.rules.iter().filter(|r| our_rule(r)) {
+            if recreate_chain && r.chain == o.chain {
+                continue;
+            }
+            batch.push(format!(
+                "delete rule {FAMILY} {} {} handle {}",
+                o.table, r.chain, r.handle
+            ));
+        }
+
+        let desired = self.holdings.desired_all(now);
+        // Kernel elements: seconds left, None for permanent ones.
+        let mut kernel: BTreeMap<IpNet, Option<i64>> = BTreeMap::new();
+        let mut strays: Vec<(bool, String)> = Vec::new();
+        for v6 in [false, true] {
+            let name = self.names.set(v6);
+            let usable = listing.set(name).filter(|s| {
+                s.kind == ruleset::set_type(v6)
+                    && s.flags.iter().any(|f| f == "interval")
+                    && s.flags.iter().any(|f| f == "timeout")
+            });
+            match (listing.set(name), usable) {
+                (Some(_), Some(set)) => {
+                    for e in &set.elems {
+                        match &e.item {
+                            ElemItem::Net(n) if n.trunc() == *n => {
+                                let left = e.timeout.map(|t| e.expires.unwrap_or(t));
+                                kernel.insert(*n, left);
+                            }
+                            other => strays.push((v6, other.text())),
+                        }
+                    }
+                }
+                (Some(_), None) => {
+                    tracing::warn!(jail = %self.spec.jail, set = name, "Set has another type or flags than warden writes; recreating it");
+                    batch.push(format!("delete set {FAMILY} {} {name}", o.table));
+                    batch.push(ruleset::set_decl(o, name, v6));
+                }
+                (None, _) => batch.push(ruleset::set_decl(o, name, v6)),
+            }
+        }
+        for v6 in [false, true] {
+            for body in ruleset::rule_bodies(o, &self.names, v6) {
+                batch.push(format!("add rule {FAMILY} {} {} {body}", o.table, o.chain));
+            }
+        }
+
+        // Elements: strays and wrong timeouts out, missing and corrected ones in.
+        let mut remove: BTreeMap<bool, Vec<String>> = BTreeMap::new();
+        let mut put: BTreeMap<bool, Vec<(IpNet, Option<i64>)>> = BTreeMap::new();
+        for (v6, text) in strays {
+            remove.entry(v6).or_default().push(text);
+        }
+        let mut kept: BTreeSet<IpNet> = BTreeSet::new();
+        for (net, left) in &kernel {
+            let keep = match desired.get(net) {
+                None => false,
+                Some(end) => match (self.timeout_secs(*end, now), left) {
+                    (None, None) => true,
+                    (Some(want), Some(have)) => (want - have).abs() <= TIMEOUT_SLACK,
+                    _ => false,
+                },
+            };
+            if keep {
+                kept.insert(*net);
+            } else {
+                let v6 = matches!(net, IpNet::V6(_));
+                remove.entry(v6).or_default().push(ruleset::net_text(net));
+            }
+        }
+        for (net, end) in &desired {
+            if !kept.contains(net) {
+                let v6 = matches!(net, IpNet::V6(_));
+                put.entry(v6)
+                    .or_default()
+                    .push((*net, self.timeout_secs(*end, now)));
+            }
+        }
+        let (mut removed, mut added) = (0, 0);
+        for v6 in [false, true] {
+            let set = self.names.set(v6);
+            let rem = remove.remove(&v6).unwrap_or_default();
+            let add = put.remove(&v6).unwrap_or_default();
+            removed += rem.len();
+            if rem.len() > REBUILD_OVER {
+                batch.push(format!("flush set {FAMILY} {} {set}", o.table));
+                let all: Vec<(IpNet, Option<i64>)> = desired
+                    .iter()
+                    .filter(|(k, _)| matches!(k, IpNet::V6(_)) == v6)
+                    .map(|(k, e)| (*k, self.timeout_secs(*e, now)))
+                    .collect();
+                added += all.len();
+                batch.add_elements(&o.table, set, &all);
+            } else {
+                added += add.len();
+                batch.delete_elements(&o.table, set, &rem);
+                batch.add_elements(&o.table, set, &add);
+            }
+        }
+        self.apply(&batch)?;
+        self.installed = desired;
+        tracing::debug!(jail = %self.spec.jail, held = self.installed.len(), removed, added, "Synchronised nftables sets");
+        Ok(())
+    }
+
+    /// The element changes for bans and unbans of `touched` keys (already recorded in the
+    /// holdings), and of the held networks inside them, which they may shadow or reveal.
+    fn plan(&self, touched: &BTreeMap<IpNet, bool>, now: Epoch) -> Plan {
+        let mut affected: BTreeSet<IpNet> = touched.keys().copied().collect();
+        for k in touched.keys() {
+            affected.extend(self.holdings.inside(k));
+        }
+        let mut plan = Plan::default();
+        let mut maybe: Vec<IpNet> = Vec::new();
+        for k in &affected {
+            let before = self.installed.get(k).copied();
+            let after = self.holdings.desired(k, now);
+            let direct = touched.get(k).copied();
+            match (before, after) {
+                (_, Some(end)) if direct.is_some() || before != Some(end) => {
+                    if before.is_some() {
+                        plan.remove.push(*k);
+                    }
+                    plan.put.push((*k, end));
+                }
+                (Some(_), None) => plan.remove.push(*k),
+                // An unban of something this action did not write: take it out too if
+                // that cannot collide with anything (someone may have added it by hand).
+                (None, None) if direct == Some(false) => maybe.push(*k),
+                _ => {}
+            }
+        }
+        let mut removed: BTreeMap<IpNet, ()> = plan.remove.iter().map(|k| (*k, ())).collect();
+        for k in maybe {
+            let clash = overlapping(&self.installed, &k, true) || overlapping(&removed, &k, true);
+            if !clash {
+                plan.remove.push(k);
+                removed.insert(k, ());
+            }
+        }
+        plan
+    }
+
+    /// The elements a set must hold, with their timeouts in seconds.
+    fn desired_of(&self, v6: bool, now: Epoch) -> Vec<(IpNet, Option<i64>)> {
+        self.holdings
+            .desired_all(now)
+            .into_iter()
+            .filter(|(k, _)| matches!(k, IpNet::V6(_)) == v6)
+            .map(|(k, e)| (k, self.timeout_secs(e, now)))
+            .collect()
+    }
+
+    fn write_plan(&mut self, plan: &Plan, now: Epoch) -> Result<(), FirewallError> {
+        let mut removals = Batch::default();
+        let mut puts = Batch::default();
+        let mut rebuilt = [false, false];
+        for v6 in [false, true] {
+            let set = self.names.set(v6);
+            let rem: Vec<String> = plan
+                .remove
+                .iter()
+                .filter(|k| matches!(k, IpNet::V6(_)) == v6)
+                .map(ruleset::net_text)
+                .collect();
+            if rem.len() > REBUILD_OVER {
+                // Cheaper than the deletions (see REBUILD_OVER), and atomic all the same.
+                rebuilt[usize::from(v6)] = true;
+                puts.push(format!("flush set {FAMILY} {} {set}", self.opts.table));
+                puts.add_elements(&self.opts.table, set, &self.desired_of(v6, now));
+                continue;
+            }
+            removals.remove_elements(&self.opts.table, set, &rem);
+            let put: Vec<(IpNet, Option<i64>)> = plan
+                .put
+                .iter()
+                .filter(|(k, _)| matches!(k, IpNet::V6(_)) == v6)
+                .map(|(k, e)| (*k, self.timeout_secs(*e, now)))
+                .collect();
+            puts.add_elements(&self.opts.table, set, &put);
+        }
+        // A network replacing the addresses inside it (or the reverse) cannot go in the
+        // same batch as their removal (see the ruleset module); it follows it at once.
+        let removed: BTreeMap<IpNet, ()> = plan.remove.iter().map(|k| (*k, ())).collect();
+        let split = plan.put.iter().any(|(p, _)| {
+            !rebuilt[usize::from(matches!(p, IpNet::V6(_)))] && overlapping(&removed, p, false)
+        });
+        let result = if split {
+            self.apply(&removals).and_then(|()| self.apply(&puts))
+        } else {
+            let mut batch = removals;
+            batch.append(puts);
+            self.apply(&batch)
+        };
+        match result {
+            Ok(()) => {
+                if rebuilt.iter().any(|r| *r) {
+                    let desired = self.holdings.desired_all(now);
+                    self.installed
+                        .retain(|k, _| !rebuilt[usize::from(matches!(k, IpNet::V6(_)))]);
+                    self.installed.extend(
+                        desired
+                            .into_iter()
+                            .filter(|(k, _)| rebuilt[usize::from(matches!(k, IpNet::V6(_)))]),
+                    );
+                }
+                for k in &plan.remove {
+                    if !rebuilt[usize::from(matches!(k, IpNet::V6(_)))] {
+                        self.installed.remove(k);
+                    }
+                }
+                for (k, e) in &plan.put {
+                    if !rebuilt[usize::from(matches!(k, IpNet::V6(_)))] {
+                        self.installed.insert(*k, *e);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Someone changed the table behind our back (an overlapping element, a
+                // flushed ruleset): read it and rewrite what the holdings call for.
+                tracing::warn!(jail = %self.spec.jail, error = %e, "The kernel refused an nftables batch; resynchronising the jail's sets");
+                self.sync()
+            }
+        }
+    }
+
+    fn cut_scope(&self) -> Option<CutScope> {
+        match self.opts.kill_states.resolve(&self.opts.ports) {
+            KillScope::None => None,
+            KillScope::Ports => match &self.opts.ports {
+                PortSpec::Ports(ports) => Some(CutScope::Ports {
+                    ports: ports.clone(),
+                    protocols: self
+                        .opts
+                        .protocols
+                        .iter()
+                        .map(|p| p.name().to_string())
+                        .collect(),
+                }),
+                PortSpec::All => Some(CutScope::All),
+            },
+            KillScope::All | KillScope::Auto => Some(CutScope::All),
+        }
+    }
+}
+
+/// Whether `map` holds a network that shares addresses with `net`: a strict supernet, a
+/// strict subnet, or (when `equal_counts`) `net` itself.
+fn overlapping<V>(map: &BTreeMap<IpNet, V>, net: &IpNet, equal_counts: bool) -> bool {
+    let net = net.trunc();
+    if equal_counts && map.contains_key(&net) {
+        return true;
+    }
+    let supernet = (0..net.prefix_len()).any(|len| {
+        IpNet::new(net.addr(), len)
+            .map(|s| map.contains_key(&s.trunc()))
+            .unwrap_or(false)
+    });
+    // Keys sort by address, then prefix length: the subnets of `net` follow it directly.
+    supernet
+        || map
+            .range(net..)
+            .map(|(k, _)| k)
+            .find(|k| **k != net)
+            .is_some_and(|k| net.contains(&k.addr()))
+}
+
+impl Action for NftAction {
+    fn describe(&self) -> String {
+        let protos = if self.opts.protocols.is_empty() {
+            "all protocols".to_string()
+        } else {
+            self.opts
+                .protocols
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            "nftables {FAMILY} {} {}/{} ({protos}, ports {})",
+            self.opts.table, self.names.set4, self.names.set6, self.opts.ports
+        )
+    }
+
+    fn start(&mut self, active: &[Ban]) -> Result<(), FirewallError> {
+        self.holdings.clear();
+        let now = (self.clock)();
+        for b in active {
+            if b.expires.is_some_and(|e| e <= now) {
+                continue;
+            }
+            self.holdings.hold(self.key(&b.target), b.expires);
+        }
+        self.sync()?;
+        tracing::info!(jail = %self.spec.jail, table = %self.opts.table, elements = self.installed.len(), "Started nftables sets");
+        Ok(())
+    }
+
+    fn ban(&mut self, bans: &[Ban]) -> Result<(), FirewallError> {
+        let now = (self.clock)();
+        let mut touched = BTreeMap::new();
+        for b in bans {
+            if b.expires.is_some_and(|e| e <= now) {
+                tracing::debug!(jail = %self.spec.jail, target = %b.target, "Skipping a ban that has already ended");
+                continue;
+            }
+            let key = self.key(&b.target);
+            self.holdings.hold(key, b.expires);
+            touched.insert(key, true);
+        }
+        let plan = self.plan(&touched, now);
+        self.write_plan(&plan, now)?;
+        tracing::debug!(jail = %self.spec.jail, bans = bans.len(), written = plan.put.len(), "Banned in nftables");
+        Ok(())
+    }
+
+    fn kill_states(&mut self, bans: &[Ban]) -> Result<Vec<KillReport>, FirewallError> {
+        let Some(scope) = self.cut_scope() else {
+            return Ok(Vec::new());
+        };
+        let targets: Vec<IpNet> = bans
+            .iter()
+            .map(|b| self.key(&b.target))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let reports = self.cutter.cut(&self.spec.jail, &targets, &scope);
+        let killed: u64 = reports.iter().map(|r| r.killed).sum();
+        if killed > 0 {
+            tracing::info!(jail = %self.spec.jail, targets = targets.len(), killed, "Cut existing connections of banned addresses");
+        }
+        Ok(reports)
+    }
+
+    fn unban(&mut self, bans: &[Ban]) -> Result<(), FirewallError> {
+        let now = (self.clock)();
+        let mut touched = BTreeMap::new();
+        for b in bans {
+            let key = self.key(&b.target);
+            self.holdings.release(key);
+            touched.insert(key, false);
+        }
+        let plan = self.plan(&touched, now);
+        self.write_plan(&plan, now)?;
+        tracing::debug!(jail = %self.spec.jail, unbans = bans.len(), "Unbanned in nftables");
+        Ok(())
+    }
+
+    fn list(&mut self) -> Result<Option<Vec<IpNet>>, FirewallError> {
+        let Some(listing) = self.read_table()? else {
+            return Ok(Some(Vec::new()));
+        };
+        let mut out = Vec::new();
+        for name in [&self.names.set4, &self.names.set6] {
+            if let Some(set) = listing.set(name) {
+                for e in &set.elems {
+                    match e.item {
+                        ElemItem::Net(n) => out.push(n),
+                        ElemItem::Range(a, b) => out.extend(range_to_nets(a, b)),
+                    }
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn stop(&mut self) -> Result<(), FirewallError> {
+        if self.opts.keep_on_stop {
+            tracing::info!(jail = %self.spec.jail, "Leaving nftables sets in place (keep_on_stop)");
+            return Ok(());
+        }
+        let Some(listing) = self.read_table()? else {
+            return Ok(());
+        };
+        let ours = [self.names.set4.as_str(), self.names.set6.as_str()];
+        let our_rule = |r: &ruleset::RuleInfo| r.sets.iter().any(|s| ours.contains(&s.as_str()));
+        let others = listing
+            .sets
+            .iter()
+            .any(|s| !ours.contains(&s.name.as_str()))
+            || listing.rules.iter().any(|r| !our_rule(r))
+            || listing.chains.iter().any(|c| c.name != self.opts.chain);
+        let mut batch = Batch::default();
+        if others {
+            for r in listing.rules.iter().filter(|r| our_rule(r)) {
+                batch.push(format!(
+                    "delete rule {FAMILY} {} {} handle {}",
+                    self.opts.table, r.chain, r.handle
+                ));
+            }
+            for s in listing
+                .sets
+                .iter()
+                .filter(|s| ours.contains(&s.name.as_str()))
+            {
+                batch.push(format!(
+                    "delete set {FAMILY} {} {}",
+                    self.opts.table, s.name
+                ));
+            }
+        } else {
+            batch.push(format!("delete table {FAMILY} {}", self.opts.table));
+        }
+        self.apply(&batch)?;
+        self.installed.clear();
+        tracing::info!(jail = %self.spec.jail, table_removed = !others, "Stopped nftables sets");
+        Ok(())
+    }
+
+    fn entry_key(&self, target: &IpNet) -> String {
+        let key = self.key(target);
+        format!(
+            "nftables {FAMILY} {} {} {}",
+            self.opts.table,
+            self.set_of(&key),
+            key
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(params: &[(&str, &str)]) -> NftAction {
+        NftAction::new(JailSpec {
+            jail: "sshd".into(),
+            ports: PortSpec::parse("ssh").unwrap(),
+            protocols: vec!["tcp".into()],
+            kill_states: KillScope::Auto,
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+        .unwrap()
+        .with_clock(|| 1000)
+    }
+
+    fn n(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn entry_keys_name_table_set_and_widened_target() {
+        let a = action(&[("cidr6", "64")]);
+        assert_eq!(
+            a.entry_key(&n("2001:db8::1:2/128")),
+            "nftables inet warden ban6-sshd 2001:db8::/64"
+        );
+        assert_eq!(
+            a.entry_key(&n("192.0.2.1/32")),
+            "nftables inet warden ban4-sshd 192.0.2.1/32"
+        );
+        assert!(a.describe().contains("ban4-sshd/ban6-sshd"));
+    }
+
+    #[test]
+    fn plans_shadowing_and_revealing() {
+        let mut a = action(&[]);
+        let now = 1000;
+        a.holdings.hold(n("10.0.0.5/32"), Some(2000));
+        a.installed.insert(n("10.0.0.5/32"), Some(2000));
+        // A ban of the enclosing /24 takes the host out and writes the network.
+        a.holdings.hold(n("10.0.0.0/24"), Some(1500));
+        let plan = a.plan(&BTreeMap::from([(n("10.0.0.0/24"), true)]), now);
+        assert_eq!(plan.remove, vec![n("10.0.0.5/32")]);
+        assert_eq!(plan.put, vec![(n("10.0.0.0/24"), Some(1500))]);
+        a.installed.remove(&n("10.0.0.5/32"));
+        a.installed.insert(n("10.0.0.0/24"), Some(1500));
+        // Lifting the /24 brings the host back with its own end.
+        a.holdings.release(n("10.0.0.0/24"));
+        let plan = a.plan(&BTreeMap::from([(n("10.0.0.0/24"), false)]), now);
+        assert_eq!(plan.remove, vec![n("10.0.0.0/24")]);
+        assert_eq!(plan.put, vec![(n("10.0.0.5/32"), Some(2000))]);
+    }
+
+    #[test]
+    fn unbans_of_unknown_targets_avoid_collisions() {
+        let mut a = action(&[]);
+        a.holdings.hold(n("10.0.0.0/24"), None);
+        a.installed.insert(n("10.0.0.0/24"), None);
+        let plan = a.plan(
+            &BTreeMap::from([
+                (n("10.0.0.9/32"), false),
+                (n("10.9.0.0/16"), false),
+                (n("10.9.1.1/32"), false),
+            ]),
+            1000,
+        );
+        // 10.0.0.9 lies inside an installed element; of the two nested unknowns only one
+        // can be written without a collision.
+        assert_eq!(plan.remove, vec![n("10.9.0.0/16")]);
+        assert!(plan.put.is_empty());
+    }
+
+    #[test]
+    fn rebans_rewrite_the_element() {
+        let mut a = action(&[]);
+        a.holdings.hold(n("10.0.0.1/32"), Some(1100));
+        a.installed.insert(n("10.0.0.1/32"), Some(1100));
+        a.holdings.hold(n("10.0.0.1/32"), Some(1900));
+        let plan = a.plan(&BTreeMap::from([(n("10.0.0.1/32"), true)]), 1000);
+        assert_eq!(plan.remove, vec![n("10.0.0.1/32")]);
+        assert_eq!(plan.put, vec![(n("10.0.0.1/32"), Some(1900))]);
+    }
+
+    #[test]
+    fn overlap_lookups() {
+        let map: BTreeMap<IpNet, ()> = ["10.0.0.0/24", "10.1.0.5/32", "2001:db8::/64"]
+            .iter()
+            .map(|s| (n(s), ()))
+            .collect();
+        assert!(overlapping(&map, &n("10.0.0.7/32"), false));
+        assert!(overlapping(&map, &n("10.0.0.0/8"), false));
+        assert!(overlapping(&map, &n("10.1.0.0/16"), false));
+        assert!(!overlapping(&map, &n("10.0.0.0/24"), false));
+        assert!(overlapping(&map, &n("10.0.0.0/24"), true));
+        assert!(!overlapping(&map, &n("10.2.0.0/16"), true));
+        assert!(!overlapping(&map, &n("10.0.1.0/24"), true));
+        assert!(overlapping(&map, &n("2001:db8::1/128"), false));
+        assert!(!overlapping(&map, &n("2001:db8:1::/64"), true));
+    }
+
+    #[test]
+    fn kill_scope_follows_ports() {
+        let a = action(&[]);
+        assert!(matches!(a.cut_scope(), Some(CutScope::Ports { .. })));
+        let a = action(&[("kill_states", "all")]);
+        assert_eq!(a.cut_scope(), Some(CutScope::All));
+        let a = action(&[("kill_states", "none")]);
+        assert_eq!(a.cut_scope(), None);
+    }
+}
