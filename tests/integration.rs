@@ -3,5 +3,7 @@
 mod support;
 
 #[cfg(feature = "sim")]
+mod pf;
+#[cfg(feature = "sim")]
 mod pfctl_sim;
 mod support_selftest;

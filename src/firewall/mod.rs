@@ -8,6 +8,7 @@
 //! which jails share one firewall entry.
 
 pub mod log;
+pub mod pf;
 pub mod ports;
 pub mod shell;
 pub mod tags;
