@@ -191,7 +191,7 @@ impl PfAction {
     /// makes rules in the wrong anchor see warden's table or the other way round).
     fn note_warnings(&mut self, reply: &Reply) {
         for line in reply.stderr.lines().filter(|l| l.contains("warning")) {
-            warn!(jail = %self.cfg.jail, anchor = %self.cfg.anchor, "pfctl warns: {line}");
+            warn!(jail = %self.cfg.jail, anchor = %self.cfg.anchor, "The pfctl run warned: {line}");
             self.warnings.push(line.trim().to_string());
         }
     }
@@ -325,9 +325,9 @@ impl PfAction {
         if self.needs_repair {
             warn!(jail = %self.cfg.jail, table = %self.cfg.table,
                   "The table had been removed behind warden's back; rebuilding the anchor.");
-            if let Err(e) = self.repair() {
-                first.get_or_insert(e);
-            }
+            // Adding is idempotent: when the rebuild fails, the whole batch is reported
+            // failed so the daemon's retry comes back here and rebuilds first.
+            self.repair()?;
         }
         info!(jail = %self.cfg.jail, table = %self.cfg.table, op = op.word(),
               submitted = targets.len(), changed, failed = failed.len(), calls,
