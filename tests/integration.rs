@@ -9,6 +9,8 @@ mod ledger;
 mod ledger_escalation;
 mod nft;
 #[cfg(feature = "sim")]
+mod pf;
+#[cfg(feature = "sim")]
 mod pfctl_sim;
 mod source_file;
 mod source_file_model;

@@ -10,6 +10,7 @@
 pub mod conntrack;
 pub mod log;
 pub mod nftables;
+pub mod pf;
 pub mod ports;
 pub mod shell;
 pub mod tags;
