@@ -7,6 +7,7 @@
 //! the ledger knows which jails still hold an address, and [`Action::entry_key`] tells
 //! which jails share one firewall entry.
 
+pub mod build;
 pub mod conntrack;
 pub mod log;
 pub mod nftables;
