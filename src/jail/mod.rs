@@ -1,1 +1,3 @@
 //! Jails: failure windows, ignore lists, ban decisions and escalation.
+
+pub mod portscan;

@@ -1,1 +1,3 @@
 //! Log sources: file tailing with rotation, the systemd journal, pflog pcap files.
+
+pub mod pflog;
