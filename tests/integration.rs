@@ -2,4 +2,6 @@
 
 mod support;
 
+mod pflog;
+mod pflog_props;
 mod support_selftest;

@@ -2,3 +2,4 @@
 #![allow(dead_code)]
 
 pub mod fail2ban;
+pub mod pcap;
