@@ -936,3 +936,142 @@ fn errors_are_values_with_kinds() {
         ErrorKind::LinkType(228)
     ));
 }
+
+// ---------------------------------------------------------------------------------------
+// Jail-side use: selecting records and detecting scans in a capture.
+
+#[test]
+fn port_scan_jail_finds_only_the_scanner_in_a_capture() {
+    use std::collections::BTreeMap;
+    use warden::jail::portscan::{PortScanConfig, PortScanDetector, Probe, ScanKind};
+    use warden::source::pflog::{MatchContext, PflogJailFilter};
+
+    let mut recs = Vec::new();
+    // A crowd: 40 addresses trying port 22 once each, over 40 s.
+    for i in 0..40u8 {
+        recs.push(
+            Rec::tcp(&format!("203.0.113.{i}"), "192.0.2.10", 40000, 22)
+                .at(1_700_000_000 + i as u32, 0),
+        );
+    }
+    // A slow prober: 30 ports, one every 5 s (12 per minute).
+    for i in 0..30u16 {
+        recs.push(
+            Rec::tcp("198.51.100.99", "192.0.2.10", 40000, 1000 + i)
+                .at(1_700_000_000 + 5 * i as u32, 0),
+        );
+    }
+    // A scanner: 20 ports in 2 s, interleaved with SYN-ACK noise and outbound blocks.
+    for i in 0..20u16 {
+        let mut r = Rec::tcp("198.51.100.7", "192.0.2.10", 40000, 20 + i)
+            .at(1_700_000_100, i as u32 * 100_000_000);
+        recs.push(r.clone());
+        r.l4 = L4::Tcp {
+            sport: 40000,
+            dport: 5000 + i,
+            seq: 1,
+            ack: 1,
+            flags: 0x12,
+            win: 1,
+        };
+        recs.push(r.clone());
+        r.dir = 2;
+        r.l4 = L4::Tcp {
+            sport: 40000,
+            dport: 6000 + i,
+            seq: 1,
+            ack: 0,
+            flags: 0x02,
+            win: 1,
+        };
+        recs.push(r);
+    }
+    recs.sort_by_key(|r| (r.sec, r.nsec));
+    let evs = events(&Pcap::default().file(&recs));
+
+    let mut options = BTreeMap::new();
+    options.insert(
+        "pflog_match".to_string(),
+        "action=block dir=in proto=tcp flags=S/SA\naction=block dir=in proto=udp".to_string(),
+    );
+    options.insert("pflog_ignore".to_string(), "ruleset=@jails".to_string());
+    options.insert("pflog_detect".to_string(), "portscan".to_string());
+    options.insert("portscan_ports".to_string(), "15".to_string());
+    let ctx = MatchContext {
+        jails: vec!["recidive-only".into()],
+    };
+    let filter = PflogJailFilter::from_options(&options, &ctx).unwrap();
+    let mut det =
+        PortScanDetector::new(PortScanConfig::from_options(&options, 60).unwrap().unwrap());
+    let mut failures = Vec::new();
+    for e in &evs {
+        if filter.failure_host(e).is_some()
+            && let Some(f) = det.observe(e.epoch(), Probe::from_event(e).unwrap())
+        {
+            failures.push(f);
+        }
+    }
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].src, "198.51.100.7".parse::<IpAddr>().unwrap());
+    assert_eq!(failures[0].kind, ScanKind::Ports);
+    assert_eq!(failures[0].targets.len(), 15);
+    assert!(
+        failures[0]
+            .targets
+            .iter()
+            .all(|t| t.starts_with("tcp/") && t[4..].parse::<u16>().unwrap() < 40)
+    );
+}
+
+#[test]
+fn recidive_filter_selects_blocks_by_warden_anchors() {
+    use std::collections::BTreeMap;
+    use warden::source::pflog::{MatchContext, PflogJailFilter};
+
+    let mut recs = Vec::new();
+    for (i, ruleset) in [
+        "sshd",
+        "nginx-http-auth",
+        "pf-recidive",
+        "",
+        "someone-else",
+        "postfix-sasl-lon",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut r = Rec::tcp(&format!("198.51.100.{i}"), "192.0.2.10", 40000, 22);
+        r.ruleset = ruleset.to_string();
+        recs.push(r.clone());
+        r.action = 0;
+        recs.push(r);
+    }
+    let evs = events(&Pcap::default().file(&recs));
+    let mut options = BTreeMap::new();
+    options.insert(
+        "pflog_match".to_string(),
+        "action=block dir=in ruleset=@jails".to_string(),
+    );
+    options.insert(
+        "pflog_ignore".to_string(),
+        "ruleset=pf-recidive".to_string(),
+    );
+    let ctx = MatchContext {
+        jails: [
+            "sshd",
+            "nginx-http-auth",
+            "pf-recidive",
+            "postfix-sasl-long-name",
+        ]
+        .map(String::from)
+        .to_vec(),
+    };
+    let filter = PflogJailFilter::from_options(&options, &ctx).unwrap();
+    let hosts: Vec<String> = evs
+        .iter()
+        .filter_map(|e| filter.failure_host(e))
+        .map(|a| a.to_string())
+        .collect();
+    // The writer, like PF, keeps 15 bytes of the anchor name.
+    assert_eq!(hosts, ["198.51.100.0", "198.51.100.1", "198.51.100.5"]);
+}
