@@ -12,6 +12,8 @@ mod nft;
 mod pf;
 #[cfg(feature = "sim")]
 mod pfctl_sim;
+mod pflog;
+mod pflog_props;
 mod source_file;
 mod source_file_model;
 mod source_journal;

@@ -2,4 +2,5 @@
 
 pub mod escalation;
 pub mod ignore;
+pub mod portscan;
 pub mod window;

@@ -3,5 +3,6 @@
 
 pub mod fail2ban;
 pub mod netns;
+pub mod pcap;
 #[cfg(feature = "sim")]
 pub mod pfctl;
