@@ -83,7 +83,7 @@ fn check_json_is_one_document() {
     assert!(out.status.success());
     let doc: Json = serde_json::from_slice(&out.stdout).expect("one JSON document");
     let jails = doc["jails"].as_array().unwrap();
-    assert_eq!(jails.len(), 8);
+    assert_eq!(jails.len(), 10);
     let sshd = jails.iter().find(|j| j["name"] == "sshd").unwrap();
     assert_eq!(sshd["enabled"], true);
     assert_eq!(sshd["bantime"], 600);
@@ -108,7 +108,7 @@ fn check_without_a_directory_uses_the_embedded_configuration() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
-        stdout.starts_with("configuration (embedded) (8 jails, 1 enabled)"),
+        stdout.starts_with("configuration (embedded) (10 jails, 1 enabled)"),
         "{stdout}"
     );
 }

@@ -446,7 +446,7 @@ fn debian_fail2ban_tree_resolves_like_fail2ban() {
 fn shipped_config_resolves_like_fail2ban() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let t = compare_tree(&dir);
-    assert_eq!(t.jails, 8);
+    assert_eq!(t.jails, 10);
     assert!(
         t.regexes >= 16 && t.filter_variants >= 20,
         "{} {}",
