@@ -1,0 +1,446 @@
+//! The date detector: finds the date in a line with the template list of a datepattern,
+//! choosing among templates and keeping the last one in front as fail2ban does.
+//!
+//! fail2ban's selection is stateful and shapes which date wins when a line holds several:
+//! the template that matched last is tried first, within the same stretch of the line when
+//! the characters around the previous date still fit; a match further into the line than
+//! before is held back while the other templates get a chance to find one nearer the start;
+//! and a template that keeps winning bubbles up the list. This module follows those rules
+//! step for step, with one detector's counters kept to itself (fail2ban shares part of them
+//! among all detectors of a process).
+
+use std::ops::Range;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use super::error::DateError;
+use super::native::YearRange;
+use super::pattern::LINE_BEGIN;
+use super::template::{
+    Hit, Template, contains_date_keyword, date_templates, default_templates, none_template,
+    pattern_template,
+};
+
+/// A date found in a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateMatch {
+    /// The time of the date; `now` when `parsed` is false.
+    pub time: Timestamp,
+    /// Byte range of the date in the line: what fail2ban cuts out before the failregex
+    /// sees the line (the text before and after it is joined). Empty when nothing is cut.
+    pub span: Range<usize>,
+    /// The template that matched (an index for [`DateDetector::template_name`]).
+    pub template: usize,
+    /// False when the template matched but gave no date: an empty match (`{NONE}`, an
+    /// optional pattern) or fields that make no valid date (31 April, an unknown zone
+    /// abbreviation). fail2ban then uses the previous line's date if it is less than a
+    /// minute old, else "now"; that choice belongs to the caller.
+    pub parsed: bool,
+}
+
+/// A template's place in the detector's current order, with its counters.
+#[derive(Debug, Clone)]
+struct Entry {
+    template: usize,
+    /// How often it gave the date of a line.
+    hits: u64,
+    /// When it last did (seconds, from the caller's clock).
+    last_used: f64,
+    /// Character offset of its last date in its line.
+    distance: usize,
+}
+
+/// Where the last date was: its character offset and the characters on either side.
+#[derive(Debug, Clone, Copy)]
+struct Edge {
+    at: usize,
+    before: Option<char>,
+    after: Option<char>,
+}
+
+/// Finds dates in log lines; one detector per log source, fed that source's lines in order.
+#[derive(Debug, Clone)]
+pub struct DateDetector {
+    templates: Vec<Template>,
+    order: Vec<Entry>,
+    /// Per template: how often a search found something, win or not.
+    found: Vec<u64>,
+    last_start: Edge,
+    last_end: Edge,
+    last_index: Option<usize>,
+    first_unused: usize,
+    zone: TimeZone,
+    none: bool,
+}
+
+/// fail2ban holds a template back for five minutes before letting another one take its
+/// place in the order regardless of their weights.
+const UNUSED_SECONDS: f64 = 300.0;
+
+impl DateDetector {
+    /// `datepattern`: the filter's datepattern (None = fail2ban defaults).
+    /// `zone`: the zone for dates without one (logtimezone or the local zone).
+    pub fn new(datepattern: Option<&str>, zone: TimeZone) -> Result<DateDetector, DateError> {
+        DateDetector::with_reference_time(datepattern, zone, Timestamp::now())
+    }
+
+    /// Like [`DateDetector::new`], with the time that decides which four-digit years the
+    /// default templates accept: 2000 to the end of the decade three years after it (what
+    /// fail2ban fixes when it starts).
+    pub fn with_reference_time(
+        datepattern: Option<&str>,
+        zone: TimeZone,
+        reference: Timestamp,
+    ) -> Result<DateDetector, DateError> {
+        let years = YearRange::for_year(reference.to_zoned(zone.clone()).year());
+        let mut d = DateDetector {
+            templates: Vec::new(),
+            order: Vec::new(),
+            found: Vec::new(),
+            last_start: Edge {
+                at: 1,
+                before: None,
+                after: None,
+            },
+            last_end: Edge {
+                at: usize::MAX,
+                before: None,
+                after: None,
+            },
+            last_index: None,
+            first_unused: 0,
+            zone,
+            none: false,
+        };
+        let lines: Vec<&str> = datepattern
+            .unwrap_or("")
+            .split('\n')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        for line in &lines {
+            d.append_line(line, years)?;
+        }
+        if d.templates.is_empty() {
+            d.append_defaults(years, false);
+        }
+        d.none = lines.len() == 1 && lines[0].eq_ignore_ascii_case("{NONE}");
+        Ok(d)
+    }
+
+    fn append_line(&mut self, line: &str, years: YearRange) -> Result<(), DateError> {
+        let key = if line.contains('%') {
+            line.to_string()
+        } else {
+            line.to_uppercase()
+        };
+        match key.as_str() {
+            "{^LN-BEG}" => self.append_defaults(years, true),
+            "{DEFAULT}" => self.append_defaults(years, false),
+            "{NONE}" => self.append(line, none_template(), false)?,
+            _ if contains_date_keyword(&key) => {
+                let ignore_dup = !self.templates.is_empty();
+                for t in date_templates(line, years)? {
+                    self.append(line, t, ignore_dup)?;
+                }
+            }
+            _ => self.append(line, pattern_template(line, years)?, false)?,
+        }
+        Ok(())
+    }
+
+    fn append_defaults(&mut self, years: YearRange, line_begin_only: bool) {
+        let ignore_dup = !self.templates.is_empty();
+        for t in default_templates(years) {
+            if line_begin_only && t.flags & LINE_BEGIN == 0 {
+                continue;
+            }
+            // Duplicates among the defaults are skipped, never reported.
+            let _ = self.append("", t, ignore_dup);
+        }
+    }
+
+    fn append(&mut self, line: &str, t: Template, ignore_dup: bool) -> Result<(), DateError> {
+        if self.templates.iter().any(|x| x.name == t.name) {
+            if ignore_dup {
+                return Ok(());
+            }
+            return Err(DateError::Duplicate {
+                pattern: line.to_string(),
+                name: t.name,
+            });
+        }
+        self.order.push(Entry {
+            template: self.templates.len(),
+            hits: 0,
+            last_used: 0.0,
+            distance: 0x7fff_ffff,
+        });
+        self.templates.push(t);
+        self.found.push(0);
+        Ok(())
+    }
+
+    /// True for `{NONE}`: every line takes "now".
+    pub fn is_none(&self) -> bool {
+        self.none
+    }
+
+    /// Human-readable name of a template (for "Date template hits" in warden test).
+    pub fn template_name(&self, template: usize) -> &str {
+        self.templates.get(template).map_or("", |t| t.name.as_str())
+    }
+
+    /// Number of templates; indexes run from 0 to this.
+    pub fn template_count(&self) -> usize {
+        self.templates.len()
+    }
+
+    /// How many lines a template gave the date of.
+    pub fn template_hits(&self, template: usize) -> u64 {
+        self.order
+            .iter()
+            .find(|e| e.template == template)
+            .map_or(0, |e| e.hits)
+    }
+
+    /// The zone used for dates without one.
+    pub fn zone(&self) -> &TimeZone {
+        &self.zone
+    }
+
+    /// Finds the date in `line`; `now` drives year inference.
+    pub fn detect(&mut self, line: &str, now: Timestamp) -> Option<DateMatch> {
+        let (template, hit) = self.match_time(line, now)?;
+        let span = match &hit.group {
+            Some(g) => g.clone(),
+            None => hit.start..hit.start,
+        };
+        let unparsed = |span| DateMatch {
+            time: now,
+            span,
+            template,
+            parsed: false,
+        };
+        if span.is_empty() {
+            return Some(unparsed(span));
+        }
+        let civil_now = self.zone.to_datetime(now);
+        match self.templates[template].value(line, &hit, civil_now, &self.zone) {
+            Some(time) => Some(DateMatch {
+                time,
+                span,
+                template,
+                parsed: true,
+            }),
+            None => Some(unparsed(span)),
+        }
+    }
+
+    fn search<'t>(
+        &mut self,
+        template: usize,
+        line: &'t str,
+        pos: usize,
+        endpos: usize,
+    ) -> Option<Hit<'t>> {
+        let hit = self.templates[template].search(line, pos, endpos);
+        if hit.is_some() {
+            self.found[template] += 1;
+        }
+        hit
+    }
+
+    /// fail2ban's `matchTime`: the winning template (stable index) and its match.
+    fn match_time<'t>(&mut self, line: &'t str, now: Timestamp) -> Option<(usize, Hit<'t>)> {
+        let n = self.order.len();
+        let mut best: Option<(Hit<'t>, usize, usize)> = None; // hit, distance, index
+        let mut winner: Option<(Hit<'t>, usize)> = None;
+        let mut skip = usize::MAX;
+
+        if let Some(i) = self.last_index.filter(|i| *i < n) {
+            let template = self.order[i].template;
+            let anchored = self.templates[template].anchored();
+            let hit = if anchored {
+                skip = i;
+                self.search(template, line, 0, line.len())
+            } else if self.same_surroundings(line) {
+                let pos = byte_of_char(line, self.last_start.at);
+                let end = byte_of_char(line, self.last_end.at);
+                self.search(template, line, pos, end)
+            } else {
+                skip = i;
+                self.search(template, line, 0, line.len())
+            };
+            if let Some(hit) = hit {
+                let start = char_index(line, hit.start);
+                let end = char_index(line, hit.end);
+                if n == 1 || anchored || (start == self.last_start.at && end == self.last_end.at) {
+                    winner = Some((hit, i));
+                } else {
+                    // Same template, different place: maybe another format now; look
+                    // through all before settling for it.
+                    best = Some((hit, start, i));
+                }
+            }
+        }
+
+        if winner.is_none() {
+            let mut i = 0;
+            while i < n {
+                if i == skip {
+                    i += 1;
+                    continue;
+                }
+                let template = self.order[i].template;
+                if let Some(hit) = self.search(template, line, 0, line.len()) {
+                    let distance = char_index(line, hit.start);
+                    if i + 1 >= n || self.templates[template].anchored() {
+                        winner = Some((hit, i));
+                        break;
+                    }
+                    // At the line start after earlier wins, and the next template has
+                    // never found anything: nothing better is coming.
+                    if distance == 0
+                        && self.order[i].hits > 0
+                        && self.found[self.order[i + 1].template] == 0
+                    {
+                        winner = Some((hit, i));
+                        break;
+                    }
+                    if distance > self.order[i].distance || distance > self.last_start.at {
+                        // Further into the line than before: possibly a date inside the
+                        // message. Keep the nearest such candidate and go on.
+                        if best.as_ref().is_none_or(|b| distance < b.1) {
+                            best = Some((hit, distance, i));
+                        }
+                        i += 1;
+                        continue;
+                    }
+                    winner = Some((hit, i));
+                    break;
+                }
+                i += 1;
+            }
+            if winner.is_none() {
+                winner = best.map(|(hit, _, i)| (hit, i));
+            }
+        }
+
+        let (hit, mut i) = winner?;
+        let start = char_index(line, hit.start);
+        let end = char_index(line, hit.end);
+        let entry = &mut self.order[i];
+        entry.hits += 1;
+        entry.last_used = now.as_duration().as_secs_f64();
+        entry.distance = start;
+        let template = entry.template;
+        if self.first_unused == i {
+            self.first_unused += 1;
+        }
+        self.last_start = Edge {
+            at: start,
+            before: start.checked_sub(1).and_then(|p| char_at(line, p)),
+            after: char_at(line, start),
+        };
+        self.last_end = Edge {
+            at: end,
+            // At offset 0 fail2ban reads `line[-1]`: the last character.
+            before: match end.checked_sub(1) {
+                Some(p) => char_at(line, p),
+                None => line.chars().next_back(),
+            },
+            after: char_at(line, end),
+        };
+        if i != 0 && Some(i) != self.last_index {
+            i = self.reorder(i);
+        }
+        self.last_index = Some(i);
+        Some((template, hit))
+    }
+
+    /// Whether the characters around the previous date's place still look like a date's
+    /// surroundings in this line, so that the search can stay inside that stretch.
+    fn same_surroundings(&self, line: &str) -> bool {
+        let s = self.last_start;
+        let e = self.last_end;
+        let not_alnum = |c: Option<char>| !c.is_some_and(char::is_alphanumeric);
+        let start_ok = s.at.checked_sub(1).and_then(|p| char_at(line, p)) == s.before
+            || (char_at(line, s.at) == s.after && not_alnum(s.after));
+        let end_ok = char_at(line, e.at) == e.after
+            || (e.at.checked_sub(1).and_then(|p| char_at(line, p)) == e.before
+                && not_alnum(e.before));
+        start_ok && end_ok
+    }
+
+    fn weight(&self, e: &Entry) -> f64 {
+        e.hits as f64 * self.templates[e.template].weight / e.distance.max(1) as f64
+    }
+
+    /// Moves a template that just won towards the front: to the first never-used place or
+    /// half-way up when it outweighs the one there (or that one has been idle for a
+    /// while), else one place up on the same terms.
+    fn reorder(&mut self, num: usize) -> usize {
+        let entry = &self.order[num];
+        let idle_before = entry.last_used - UNUSED_SECONDS;
+        let weight = self.weight(entry);
+        let movable = |d: &DateDetector, pos: usize| {
+            weight > d.weight(&d.order[pos]) || idle_before > d.order[pos].last_used
+        };
+        let mut pos = if self.first_unused < num {
+            self.first_unused
+        } else {
+            num / 2
+        };
+        if !movable(self, pos) {
+            if pos == num - 1 {
+                return num;
+            }
+            pos = num - 1;
+            if !movable(self, pos) {
+                return num;
+            }
+        }
+        let e = self.order.remove(num);
+        self.order.insert(pos, e);
+        while self.first_unused < self.order.len() && self.order[self.first_unused].hits > 0 {
+            self.first_unused += 1;
+        }
+        pos
+    }
+}
+
+/// The character at character index `i`.
+fn char_at(line: &str, i: usize) -> Option<char> {
+    let b = line.as_bytes();
+    if i < b.len() && b[..=i].is_ascii() {
+        return Some(char::from(b[i]));
+    }
+    line.chars().nth(i)
+}
+
+/// Byte offset of character index `i`, clamped to the line's end.
+fn byte_of_char(line: &str, i: usize) -> usize {
+    if i >= line.len() {
+        return if line.is_ascii() {
+            line.len()
+        } else {
+            line.char_indices().nth(i).map_or(line.len(), |(b, _)| b)
+        };
+    }
+    if line.as_bytes()[..i].is_ascii() {
+        return i;
+    }
+    line.char_indices().nth(i).map_or(line.len(), |(b, _)| b)
+}
+
+/// Character index of byte offset `b` (a character boundary).
+fn char_index(line: &str, b: usize) -> usize {
+    let prefix = &line.as_bytes()[..b];
+    if prefix.is_ascii() {
+        b
+    } else {
+        line[..b].chars().count()
+    }
+}

@@ -1,0 +1,1611 @@
+//! Native recognisers for fail2ban's default date templates.
+//!
+//! Each template is a short program of date fields (`%d`, `%b`, `%H`, …), literals and
+//! optional parts. A small backtracking matcher runs it at each candidate position, trying
+//! the alternatives of every field in the order a backtracking regex engine would, so the
+//! span and the field values are the ones fail2ban's regular expressions produce, including
+//! the trailing word-boundary check that makes `12:34:567` fall back to shorter fields.
+//! Positions are byte offsets into UTF-8 text; every field is ASCII, so a match always
+//! starts and ends on character boundaries.
+
+use std::ops::Range;
+
+use super::fields::{Fields, Key};
+
+/// The captures a program can record, one per strptime field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Slot {
+    Year,
+    Year2,
+    Month,
+    Day,
+    Hour,
+    Hour12,
+    Minute,
+    Second,
+    Fraction,
+    MonthAbbr,
+    WeekdayAbbr,
+    AmPm,
+    Zone,
+}
+
+const NSLOTS: usize = 13;
+const UNSET: (u32, u32) = (u32::MAX, u32::MAX);
+
+impl Slot {
+    fn key(self) -> Key {
+        match self {
+            Slot::Year => Key::Year,
+            Slot::Year2 => Key::Year2,
+            Slot::Month => Key::Month,
+            Slot::Day => Key::Day,
+            Slot::Hour => Key::Hour,
+            Slot::Hour12 => Key::Hour12,
+            Slot::Minute => Key::Minute,
+            Slot::Second => Key::Second,
+            Slot::Fraction => Key::Fraction,
+            Slot::MonthAbbr => Key::MonthAbbr,
+            Slot::WeekdayAbbr => Key::WeekdayAbbr,
+            Slot::AmPm => Key::AmPm,
+            Slot::Zone => Key::Zone,
+        }
+    }
+}
+
+/// A date field with the alternatives of fail2ban's expansion of its format code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    /// `%ExY`: a four-digit year whose first three digits lie in the detector's range.
+    ExYear,
+    /// `%Exy`: two digits.
+    Year2,
+    /// `%m`: `0?[1-9]|1[0-2]`.
+    Month,
+    /// `%Exm`: `0[1-9]|1[0-2]`.
+    ExMonth,
+    /// `%d`: `[1-2]\d|[0 ]?[1-9]|3[0-1]`.
+    Day,
+    /// `%Exd`: `[1-2]\d|0[1-9]|3[0-1]`.
+    ExDay,
+    /// `%H`: `[0-1]?\d|2[0-3]`.
+    Hour,
+    /// `%ExH`: `[0-1]\d|2[0-3]`.
+    ExHour,
+    /// The hour of `%k` (its optional leading blank is a separate node): `[0-2]?\d`.
+    KHour,
+    /// `%M`: `[0-5]?\d`.
+    Minute,
+    /// `%ExM`: `[0-5]\d`.
+    ExMinute,
+    /// `%S`: `[0-5]?\d|6[0-1]`.
+    Second,
+    /// `%ExS`: `[0-5]\d|6[0-1]`.
+    ExSecond,
+    /// `%f`: one to six digits.
+    Fraction,
+    /// `%b`: English month abbreviation, any case.
+    MonthAbbr,
+    /// `%a`: English weekday abbreviation, any case.
+    WeekdayAbbr,
+    /// `%p`: `am` or `pm`, any case.
+    AmPm,
+    /// `%I`: `1[0-2]|0[1-9]|[1-9]`.
+    Hour12,
+    /// `%z`: `Z|UTC|GMT|[+-][01]\d(?::?\d{2})?`; `ci` when the template ignores case.
+    ZoneOffset { ci: bool },
+    /// `%Z` in a case-insensitive template: `Z|[A-Za-z]{3,5}`.
+    ZoneName,
+}
+
+/// Candidate lengths of one field at one position, most preferred first.
+#[derive(Default)]
+struct Cands {
+    len: [u8; 8],
+    n: usize,
+}
+
+impl Cands {
+    fn push(&mut self, l: u8) {
+        // The same length twice would replay the same state; keep the first.
+        if l > 0 && !self.len[..self.n].contains(&l) && self.n < self.len.len() {
+            self.len[self.n] = l;
+            self.n += 1;
+        }
+    }
+}
+
+#[inline]
+fn dig(c: u8) -> bool {
+    c.is_ascii_digit()
+}
+
+#[inline]
+fn within(c: u8, lo: u8, hi: u8) -> bool {
+    (lo..=hi).contains(&c)
+}
+
+const MONTH_ABBRS: [&[u8; 3]; 12] = [
+    b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec",
+];
+const WEEKDAY_ABBRS: [&[u8; 3]; 7] = [b"mon", b"tue", b"wed", b"thu", b"fri", b"sat", b"sun"];
+
+fn word3(at: &[u8], list: &[&[u8; 3]]) -> bool {
+    at.len() >= 3 && list.iter().any(|w| at[..3].eq_ignore_ascii_case(&w[..]))
+}
+
+fn eq_ci(at: &[u8], word: &[u8], ci: bool) -> bool {
+    at.len() >= word.len()
+        && if ci {
+            at[..word.len()].eq_ignore_ascii_case(word)
+        } else {
+            &at[..word.len()] == word
+        }
+}
+
+/// The accepted `%ExY` years, as a range of their first three digits: fail2ban accepts
+/// years from 2000 to the end of the decade three years from now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct YearRange {
+    lo: u16,
+    hi: u16,
+}
+
+impl YearRange {
+    /// The range fail2ban builds when started in `year`.
+    pub(crate) fn for_year(year: i16) -> YearRange {
+        let hi = (i32::from(year).max(2001) + 3) / 10;
+        YearRange {
+            lo: 200,
+            hi: hi as u16,
+        }
+    }
+
+    /// The regex fragment for `%ExY`'s three leading digits.
+    pub(crate) fn regex_prefix(&self) -> String {
+        let alts: Vec<String> = (self.lo..=self.hi).map(|p| p.to_string()).collect();
+        format!("(?:{})", alts.join("|"))
+    }
+
+    fn accepts(&self, d: &[u8]) -> bool {
+        if d.len() < 4 || !d[..4].iter().all(|c| dig(*c)) {
+            return false;
+        }
+        let prefix =
+            u16::from(d[0] - b'0') * 100 + u16::from(d[1] - b'0') * 10 + u16::from(d[2] - b'0');
+        (self.lo..=self.hi).contains(&prefix)
+    }
+}
+
+impl Field {
+    fn slot(self) -> Slot {
+        match self {
+            Field::ExYear => Slot::Year,
+            Field::Year2 => Slot::Year2,
+            Field::Month | Field::ExMonth => Slot::Month,
+            Field::Day | Field::ExDay => Slot::Day,
+            Field::Hour | Field::ExHour | Field::KHour => Slot::Hour,
+            Field::Minute | Field::ExMinute => Slot::Minute,
+            Field::Second | Field::ExSecond => Slot::Second,
+            Field::Fraction => Slot::Fraction,
+            Field::MonthAbbr => Slot::MonthAbbr,
+            Field::WeekdayAbbr => Slot::WeekdayAbbr,
+            Field::AmPm => Slot::AmPm,
+            Field::Hour12 => Slot::Hour12,
+            Field::ZoneOffset { .. } | Field::ZoneName => Slot::Zone,
+        }
+    }
+
+    /// The lengths this field can take at the start of `s`, in backtracking order.
+    fn candidates(self, s: &[u8], years: YearRange, out: &mut Cands) {
+        let c0 = s.first().copied().unwrap_or(0);
+        let c1 = s.get(1).copied().unwrap_or(0);
+        match self {
+            Field::ExYear => {
+                if years.accepts(s) {
+                    out.push(4);
+                }
+            }
+            Field::Year2 => {
+                if dig(c0) && dig(c1) {
+                    out.push(2);
+                }
+            }
+            Field::Month => {
+                if c0 == b'0' && within(c1, b'1', b'9') {
+                    out.push(2);
+                }
+                if within(c0, b'1', b'9') {
+                    out.push(1);
+                }
+                if c0 == b'1' && within(c1, b'0', b'2') {
+                    out.push(2);
+                }
+            }
+            Field::ExMonth => {
+                if (c0 == b'0' && within(c1, b'1', b'9')) || (c0 == b'1' && within(c1, b'0', b'2'))
+                {
+                    out.push(2);
+                }
+            }
+            Field::Day => {
+                if within(c0, b'1', b'2') && dig(c1) {
+                    out.push(2);
+                }
+                if (c0 == b'0' || c0 == b' ') && within(c1, b'1', b'9') {
+                    out.push(2);
+                }
+                if within(c0, b'1', b'9') {
+                    out.push(1);
+                }
+                if c0 == b'3' && within(c1, b'0', b'1') {
+                    out.push(2);
+                }
+            }
+            Field::ExDay => {
+                if (within(c0, b'1', b'2') && dig(c1))
+                    || (c0 == b'0' && within(c1, b'1', b'9'))
+                    || (c0 == b'3' && within(c1, b'0', b'1'))
+                {
+                    out.push(2);
+                }
+            }
+            Field::Hour => {
+                if within(c0, b'0', b'1') && dig(c1) {
+                    out.push(2);
+                }
+                if dig(c0) {
+                    out.push(1);
+                }
+                if c0 == b'2' && within(c1, b'0', b'3') {
+                    out.push(2);
+                }
+            }
+            Field::ExHour => {
+                if (within(c0, b'0', b'1') && dig(c1)) || (c0 == b'2' && within(c1, b'0', b'3')) {
+                    out.push(2);
+                }
+            }
+            Field::KHour => {
+                if within(c0, b'0', b'2') && dig(c1) {
+                    out.push(2);
+                }
+                if dig(c0) {
+                    out.push(1);
+                }
+            }
+            Field::Minute => {
+                if within(c0, b'0', b'5') && dig(c1) {
+                    out.push(2);
+                }
+                if dig(c0) {
+                    out.push(1);
+                }
+            }
+            Field::ExMinute => {
+                if within(c0, b'0', b'5') && dig(c1) {
+                    out.push(2);
+                }
+            }
+            Field::Second => {
+                if within(c0, b'0', b'5') && dig(c1) {
+                    out.push(2);
+                }
+                if dig(c0) {
+                    out.push(1);
+                }
+                if c0 == b'6' && within(c1, b'0', b'1') {
+                    out.push(2);
+                }
+            }
+            Field::ExSecond => {
+                if (within(c0, b'0', b'5') && dig(c1)) || (c0 == b'6' && within(c1, b'0', b'1')) {
+                    out.push(2);
+                }
+            }
+            Field::Fraction => {
+                let run = s.iter().take(6).take_while(|c| dig(**c)).count();
+                for l in (1..=run).rev() {
+                    out.push(l as u8);
+                }
+            }
+            Field::MonthAbbr => {
+                if word3(s, &MONTH_ABBRS) {
+                    out.push(3);
+                }
+            }
+            Field::WeekdayAbbr => {
+                if word3(s, &WEEKDAY_ABBRS) {
+                    out.push(3);
+                }
+            }
+            Field::AmPm => {
+                if eq_ci(s, b"am", true) || eq_ci(s, b"pm", true) {
+                    out.push(2);
+                }
+            }
+            Field::Hour12 => {
+                if (c0 == b'1' && within(c1, b'0', b'2')) || (c0 == b'0' && within(c1, b'1', b'9'))
+                {
+                    out.push(2);
+                }
+                if within(c0, b'1', b'9') {
+                    out.push(1);
+                }
+            }
+            Field::ZoneOffset { ci } => {
+                if eq_ci(s, b"Z", ci) {
+                    out.push(1);
+                } else if eq_ci(s, b"UTC", ci) || eq_ci(s, b"GMT", ci) {
+                    out.push(3);
+                } else if (c0 == b'+' || c0 == b'-')
+                    && within(c1, b'0', b'1')
+                    && s.len() > 2
+                    && dig(s[2])
+                {
+                    let rest = &s[3..];
+                    if rest.len() >= 3 && rest[0] == b':' && dig(rest[1]) && dig(rest[2]) {
+                        out.push(6);
+                    }
+                    if rest.len() >= 2 && dig(rest[0]) && dig(rest[1]) {
+                        out.push(5);
+                    }
+                    out.push(3);
+                }
+            }
+            Field::ZoneName => {
+                if c0 == b'Z' || c0 == b'z' {
+                    out.push(1);
+                }
+                let run = s
+                    .iter()
+                    .take(5)
+                    .take_while(|c| c.is_ascii_alphabetic())
+                    .count();
+                for l in (3..=run).rev() {
+                    out.push(l as u8);
+                }
+            }
+        }
+    }
+
+    /// Bytes a match of this field can start with.
+    fn first_bytes(self, years: YearRange, set: &mut ByteSet) {
+        match self {
+            Field::ExYear => {
+                for p in years.lo..=years.hi {
+                    set.add(b'0' + (p / 100) as u8);
+                }
+            }
+            Field::Day => {
+                set.add_range(b'0', b'9');
+                set.add(b' ');
+            }
+            Field::MonthAbbr => MONTH_ABBRS.iter().for_each(|w| set.add_ci(w[0])),
+            Field::WeekdayAbbr => WEEKDAY_ABBRS.iter().for_each(|w| set.add_ci(w[0])),
+            Field::AmPm => {
+                set.add_ci(b'a');
+                set.add_ci(b'p');
+            }
+            Field::ZoneOffset { ci } => {
+                for c in [b'Z', b'U', b'G'] {
+                    if ci { set.add_ci(c) } else { set.add(c) }
+                }
+                set.add(b'+');
+                set.add(b'-');
+            }
+            Field::ZoneName => {
+                set.add_range(b'a', b'z');
+                set.add_range(b'A', b'Z');
+            }
+            _ => set.add_range(b'0', b'9'),
+        }
+    }
+}
+
+/// One step of a template program.
+#[derive(Debug)]
+pub(crate) enum Node {
+    /// A date field, recorded in its slot.
+    F(Field),
+    /// One literal byte.
+    Lit(u8),
+    /// One byte of a set.
+    OneOf(&'static [u8]),
+    /// One byte of a set, remembered as the separator (`(?P<_sep>[-/])`).
+    Sep(&'static [u8]),
+    /// The remembered separator again (`(?P=_sep)`).
+    SepRef,
+    /// `\s*`. Every template follows it with a zone, which cannot start with a blank, so
+    /// only the longest run can lead to a match and shorter ones are not tried.
+    Ws,
+    /// `\d{min,max}`, greedy, not recorded.
+    Digits(u8, u8),
+    /// Exactly this many lower-case hexadecimal digits.
+    Hex(u8),
+    /// `\b`.
+    WordBoundary,
+    /// `(?:…)?`, greedy.
+    Opt(&'static [Node]),
+    /// `(?:…|…)`, first alternative first.
+    Alt(&'static [&'static [Node]]),
+}
+
+/// Where a match may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// Anywhere not inside a word: `(?=^|\b|\W)`.
+    Word,
+    /// Anywhere.
+    Any,
+    /// At the line start, after at most two non-word characters: `^(?:\W{0,2})?`. The
+    /// skipped characters are not part of the date.
+    LineBegin,
+    /// At the very start of the line: `^`.
+    Caret,
+    /// fail2ban's unanchored `EPOCH`: at the line start, right after a `[` opening the
+    /// line, or right after `audit(` (SELinux).
+    Epoch,
+}
+
+/// A 256-bit set of bytes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    fn add(&mut self, b: u8) {
+        self.0[usize::from(b >> 6)] |= 1 << (b & 63);
+    }
+    fn add_ci(&mut self, b: u8) {
+        self.add(b.to_ascii_lowercase());
+        self.add(b.to_ascii_uppercase());
+    }
+    fn add_range(&mut self, lo: u8, hi: u8) {
+        (lo..=hi).for_each(|b| self.add(b));
+    }
+    fn add_all(&mut self) {
+        self.0 = [u64::MAX; 4];
+    }
+    #[inline]
+    fn contains(&self, b: u8) -> bool {
+        self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
+    }
+}
+
+/// Adds the bytes a match of `nodes` can start with; true when `nodes` can match empty.
+fn first_bytes(nodes: &[Node], years: YearRange, set: &mut ByteSet) -> bool {
+    for node in nodes {
+        let nullable = match node {
+            Node::F(f) => {
+                f.first_bytes(years, set);
+                false
+            }
+            Node::Lit(b) => {
+                set.add(*b);
+                false
+            }
+            Node::OneOf(bs) | Node::Sep(bs) => {
+                bs.iter().for_each(|b| set.add(*b));
+                false
+            }
+            Node::SepRef => {
+                set.add_all();
+                false
+            }
+            Node::Ws => {
+                // ASCII blanks, and any non-ASCII lead byte for Unicode spaces.
+                for b in [
+                    b' ', b'\t', b'\n', 0x0b, 0x0c, b'\r', 0x1c, 0x1d, 0x1e, 0x1f,
+                ] {
+                    set.add(b);
+                }
+                set.add_range(0x80, 0xff);
+                true
+            }
+            Node::Digits(min, _) => {
+                set.add_range(b'0', b'9');
+                *min == 0
+            }
+            Node::Hex(n) => {
+                set.add_range(b'0', b'9');
+                set.add_range(b'a', b'f');
+                *n == 0
+            }
+            Node::WordBoundary => true,
+            Node::Opt(inner) => {
+                first_bytes(inner, years, set);
+                true
+            }
+            Node::Alt(alts) => {
+                let mut any = false;
+                for a in *alts {
+                    any |= first_bytes(a, years, set);
+                }
+                any
+            }
+        };
+        if !nullable {
+            return false;
+        }
+    }
+    true
+}
+
+/// Python's `\w` for text: letters, digits (any script) and `_`.
+#[inline]
+pub(crate) fn is_word(c: char) -> bool {
+    if c.is_ascii() {
+        c.is_ascii_alphanumeric() || c == '_'
+    } else {
+        c.is_alphanumeric()
+    }
+}
+
+/// Python's `\s` for text.
+#[inline]
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
+}
+
+#[inline]
+fn char_before(hay: &str, i: usize) -> Option<char> {
+    match hay.as_bytes()[..i].last() {
+        None => None,
+        Some(b) if b.is_ascii() => Some(char::from(*b)),
+        Some(_) => hay[..i].chars().next_back(),
+    }
+}
+
+#[inline]
+fn char_at(hay: &str, i: usize) -> Option<char> {
+    match hay.as_bytes().get(i) {
+        None => None,
+        Some(b) if b.is_ascii() => Some(char::from(*b)),
+        Some(_) => hay[i..].chars().next(),
+    }
+}
+
+fn word_before(hay: &str, i: usize) -> bool {
+    char_before(hay, i).is_some_and(is_word)
+}
+
+fn word_at(hay: &str, i: usize) -> bool {
+    char_at(hay, i).is_some_and(is_word)
+}
+
+/// `(?=\b|\W|$)` at `i`, which is also `(?=^|\b|\W)` at a position with text after it:
+/// false only between two word characters.
+#[inline]
+fn boundary_ok(hay: &str, i: usize) -> bool {
+    !(word_before(hay, i) && word_at(hay, i))
+}
+
+/// The continuation of a match: the nodes still to run after the current group.
+struct Cont<'c> {
+    nodes: &'static [Node],
+    next: Option<&'c Cont<'c>>,
+}
+
+struct Run<'h> {
+    hay: &'h str,
+    years: YearRange,
+    caps: [(u32, u32); NSLOTS],
+    sep: u8,
+}
+
+impl Run<'_> {
+    fn m(&mut self, nodes: &'static [Node], k: Option<&Cont<'_>>, pos: usize) -> Option<usize> {
+        let Some((node, rest)) = nodes.split_first() else {
+            return match k {
+                Some(c) => self.m(c.nodes, c.next, pos),
+                None => boundary_ok(self.hay, pos).then_some(pos),
+            };
+        };
+        let bytes = self.hay.as_bytes();
+        match node {
+            Node::Lit(b) => {
+                if bytes.get(pos) == Some(b) {
+                    self.m(rest, k, pos + 1)
+                } else {
+                    None
+                }
+            }
+            Node::OneOf(set) => match bytes.get(pos) {
+                Some(b) if set.contains(b) => self.m(rest, k, pos + 1),
+                _ => None,
+            },
+            Node::Sep(set) => match bytes.get(pos) {
+                Some(b) if set.contains(b) => {
+                    let old = self.sep;
+                    self.sep = *b;
+                    let r = self.m(rest, k, pos + 1);
+                    if r.is_none() {
+                        self.sep = old;
+                    }
+                    r
+                }
+                _ => None,
+            },
+            Node::SepRef => {
+                if bytes.get(pos) == Some(&self.sep) {
+                    self.m(rest, k, pos + 1)
+                } else {
+                    None
+                }
+            }
+            Node::F(field) => {
+                let mut cands = Cands::default();
+                field.candidates(&bytes[pos..], self.years, &mut cands);
+                let slot = field.slot() as usize;
+                let old = self.caps[slot];
+                for &l in &cands.len[..cands.n] {
+                    let end = pos + usize::from(l);
+                    self.caps[slot] = (pos as u32, end as u32);
+                    if let Some(e) = self.m(rest, k, end) {
+                        return Some(e);
+                    }
+                }
+                self.caps[slot] = old;
+                None
+            }
+            Node::Ws => {
+                let mut end = pos;
+                while let Some(c) = char_at(self.hay, end) {
+                    if !is_space(c) {
+                        break;
+                    }
+                    end += c.len_utf8();
+                }
+                self.m(rest, k, end)
+            }
+            Node::Digits(min, max) => {
+                let run = bytes[pos..]
+                    .iter()
+                    .take(usize::from(*max))
+                    .take_while(|c| dig(**c))
+                    .count();
+                for n in (usize::from(*min)..=run).rev() {
+                    if let Some(e) = self.m(rest, k, pos + n) {
+                        return Some(e);
+                    }
+                }
+                None
+            }
+            Node::Hex(n) => {
+                let n = usize::from(*n);
+                let ok = bytes.len() >= pos + n
+                    && bytes[pos..pos + n]
+                        .iter()
+                        .all(|c| dig(*c) || within(*c, b'a', b'f'));
+                if ok { self.m(rest, k, pos + n) } else { None }
+            }
+            Node::WordBoundary => {
+                if word_before(self.hay, pos) != word_at(self.hay, pos) {
+                    self.m(rest, k, pos)
+                } else {
+                    None
+                }
+            }
+            Node::Opt(inner) => {
+                let c = Cont {
+                    nodes: rest,
+                    next: k,
+                };
+                if let Some(e) = self.m(inner, Some(&c), pos) {
+                    return Some(e);
+                }
+                self.m(rest, k, pos)
+            }
+            Node::Alt(alts) => {
+                let c = Cont {
+                    nodes: rest,
+                    next: k,
+                };
+                for a in *alts {
+                    if let Some(e) = self.m(a, Some(&c), pos) {
+                        return Some(e);
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
+/// A match of a native template.
+#[derive(Debug, Clone)]
+pub(crate) struct NativeMatch {
+    /// Start of the whole match (before skipped leading non-word characters).
+    pub start: usize,
+    /// The date itself: what fail2ban cuts out of the line.
+    pub group: Range<usize>,
+    caps: [(u32, u32); NSLOTS],
+}
+
+impl NativeMatch {
+    /// The recorded fields, in slot order.
+    pub(crate) fn fields(&self, line: &str) -> Fields {
+        let caps = self
+            .caps
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != UNSET)
+            .map(|(i, c)| (SLOTS[i].key(), &line[c.0 as usize..c.1 as usize]));
+        let ampm = self.caps[Slot::AmPm as usize];
+        let ampm = (ampm != UNSET).then(|| Some(&line[ampm.0 as usize..ampm.1 as usize]));
+        Fields::from_captures(caps, ampm)
+    }
+}
+
+const SLOTS: [Slot; NSLOTS] = [
+    Slot::Year,
+    Slot::Year2,
+    Slot::Month,
+    Slot::Day,
+    Slot::Hour,
+    Slot::Hour12,
+    Slot::Minute,
+    Slot::Second,
+    Slot::Fraction,
+    Slot::MonthAbbr,
+    Slot::WeekdayAbbr,
+    Slot::AmPm,
+    Slot::Zone,
+];
+
+/// A compiled native template: a program and where it may start.
+#[derive(Debug, Clone)]
+pub(crate) struct Program {
+    nodes: &'static [Node],
+    start: Start,
+    first: ByteSet,
+    years: YearRange,
+}
+
+impl Program {
+    pub(crate) fn new(nodes: &'static [Node], start: Start, years: YearRange) -> Program {
+        let mut first = ByteSet::default();
+        if first_bytes(nodes, years, &mut first) {
+            first.add_all();
+        }
+        Program {
+            nodes,
+            start,
+            first,
+            years,
+        }
+    }
+
+    fn try_at(&self, hay: &str, p: usize) -> Option<(usize, [(u32, u32); NSLOTS])> {
+        let mut run = Run {
+            hay,
+            years: self.years,
+            caps: [UNSET; NSLOTS],
+            sep: 0,
+        };
+        let end = run.m(self.nodes, None, p)?;
+        Some((end, run.caps))
+    }
+
+    /// The leftmost match in `line[pos..endpos]`, like Python's `search(line, pos,
+    /// endpos)`: the text after `endpos` is invisible, the text before `pos` is still seen
+    /// by boundary checks, and `^` holds only at the true line start. `pos` and `endpos`
+    /// must be character boundaries.
+    pub(crate) fn search(&self, line: &str, pos: usize, endpos: usize) -> Option<NativeMatch> {
+        let hay = &line[..endpos];
+        let bytes = hay.as_bytes();
+        let found = |start: usize, p: usize, (end, caps): (usize, _)| NativeMatch {
+            start,
+            group: p..end,
+            caps,
+        };
+        match self.start {
+            Start::Word | Start::Any => {
+                for (p, &b) in bytes.iter().enumerate().skip(pos) {
+                    if !self.first.contains(b) {
+                        continue;
+                    }
+                    // Every first byte is ASCII, hence a character boundary.
+                    if self.start == Start::Word && !boundary_ok(hay, p) {
+                        continue;
+                    }
+                    if let Some(r) = self.try_at(hay, p) {
+                        return Some(found(p, p, r));
+                    }
+                }
+                None
+            }
+            Start::Epoch => {
+                for (p, &b) in bytes.iter().enumerate().skip(pos) {
+                    if !dig(b) {
+                        continue;
+                    }
+                    let allowed = p == 0
+                        || (p == 1 && bytes[0] == b'[')
+                        || (p >= 6 && &bytes[p - 6..p] == b"audit(" && !word_before(hay, p - 6));
+                    if !allowed {
+                        continue;
+                    }
+                    if let Some(r) = self.try_at(hay, p) {
+                        return Some(found(p, p, r));
+                    }
+                }
+                None
+            }
+            Start::Caret => {
+                if pos != 0 {
+                    return None;
+                }
+                self.try_at(hay, 0).map(|r| found(0, 0, r))
+            }
+            Start::LineBegin => {
+                if pos != 0 {
+                    return None;
+                }
+                // Greedy `\W{0,2}`: skip two non-word characters, then one, then none.
+                let mut starts = [0usize; 3];
+                let mut n = 1;
+                let mut at = 0;
+                for _ in 0..2 {
+                    match char_at(hay, at) {
+                        Some(c) if !is_word(c) => {
+                            at += c.len_utf8();
+                            starts[n] = at;
+                            n += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                for &p in starts[..n].iter().rev() {
+                    if p < bytes.len() && !self.first.contains(bytes[p]) {
+                        continue;
+                    }
+                    if let Some(r) = self.try_at(hay, p) {
+                        return Some(found(0, p, r));
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
+use Field as Fd;
+use Node::{Alt, F, Lit, OneOf, Opt, Sep, SepRef, Ws};
+
+const FRACTION_DOT: &[Node] = &[Lit(b'.'), F(Fd::Fraction)];
+const FRACTION_DOT_COMMA: &[Node] = &[OneOf(b".,"), F(Fd::Fraction)];
+const SPACE: &[Node] = &[Lit(b' ')];
+const T_OR_SPACES: &[&[Node]] = &[&[Lit(b'T')], &[Lit(b' '), Opt(SPACE)]];
+const WEEKDAY_SP: &[Node] = &[F(Fd::WeekdayAbbr), Lit(b' ')];
+const SP_YEAR: &[Node] = &[Lit(b' '), F(Fd::ExYear)];
+const WS_ZONE: &[Node] = &[Ws, F(Fd::ZoneOffset { ci: false })];
+const SP_ZONE_CI: &[Node] = &[Lit(b' '), F(Fd::ZoneOffset { ci: true })];
+const ZONE_NAME_SP: &[Node] = &[F(Fd::ZoneName), Lit(b' ')];
+const ZONE_CI_SP: &[Node] = &[F(Fd::ZoneOffset { ci: true }), Lit(b' ')];
+const YEAR4_OR_2: &[&[Node]] = &[&[F(Fd::ExYear)], &[F(Fd::Year2)]];
+const COLON_OR_SPACE: &[Node] = &[OneOf(b" :")];
+
+/// `%ExY(?P<_sep>[-/.])%m(?P=_sep)%d(?:T|  ?)%H:%M:%S(?:[.,]%f)?(?:\s*%z)?`
+const ISO: &[Node] = &[
+    F(Fd::ExYear),
+    Sep(b"-/."),
+    F(Fd::Month),
+    SepRef,
+    F(Fd::Day),
+    Alt(T_OR_SPACES),
+    F(Fd::Hour),
+    Lit(b':'),
+    F(Fd::Minute),
+    Lit(b':'),
+    F(Fd::Second),
+    Opt(FRACTION_DOT_COMMA),
+    Opt(WS_ZONE),
+];
+
+/// `(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?`
+const SYSLOG: &[Node] = &[
+    Opt(WEEKDAY_SP),
+    F(Fd::MonthAbbr),
+    Lit(b' '),
+    F(Fd::Day),
+    Lit(b' '),
+    Opt(SPACE),
+    F(Fd::KHour),
+    Lit(b':'),
+    F(Fd::Minute),
+    Lit(b':'),
+    F(Fd::Second),
+    Opt(FRACTION_DOT),
+    Opt(SP_YEAR),
+];
+
+/// `(?:%a )?%b %d %ExY %k:%M:%S(?:\.%f)?`
+const SYSLOG_YEAR_FIRST: &[Node] = &[
+    Opt(WEEKDAY_SP),
+    F(Fd::MonthAbbr),
+    Lit(b' '),
+    F(Fd::Day),
+    Lit(b' '),
+    F(Fd::ExYear),
+    Lit(b' '),
+    Opt(SPACE),
+    F(Fd::KHour),
+    Lit(b':'),
+    F(Fd::Minute),
+    Lit(b':'),
+    F(Fd::Second),
+    Opt(FRACTION_DOT),
+];
+
+/// `%d(?P<_sep>[-/])%m(?P=_sep)(?:%ExY|%Exy) %k:%M:%S`
+const DMY: &[Node] = &[
+    F(Fd::Day),
+    Sep(b"-/"),
+    F(Fd::Month),
+    SepRef,
+    Alt(YEAR4_OR_2),
+    Lit(b' '),
+    Opt(SPACE),
+    F(Fd::KHour),
+    Lit(b':'),
+    F(Fd::Minute),
+    Lit(b':'),
+    F(Fd::Second),
+];
+
+/// `%d(?P<_sep>[-/])%b(?P=_sep)%ExY[ :]?%H:%M:%S(?:\.%f)?(?: %z)?` (Apache, nginx)
+const APACHE: &[Node] = &[
+    F(Fd::Day),
+    Sep(b"-/"),
+    F(Fd::MonthAbbr),
+    SepRef,
+    F(Fd::ExYear),
+    Opt(COLON_OR_SPACE),
+    F(Fd::Hour),
+    Lit(b':'),
+    F(Fd::Minute),
+    Lit(b':'),
+    F(Fd::Second),
+    Opt(FRACTION_DOT),
+    Opt(SP_ZONE_CI),
+];
+
+/// `%m/%d/%ExY:%H:%M:%S` (cPanel)
+const CPANEL: &[Node] = &[
+    F(Fd::Month),
+    Lit(b'/'),
+    F(Fd::Day),
+    Lit(b'/'),
+    F(Fd::ExYear),
+    Lit(b':'),
+    F(Fd::Hour),
+    Lit(b':'),
+    F(Fd::Minute),
+    Lit(b':'),
+    F(Fd::Second),
+];
+
+/// `%m-%d-%ExY %k:%M:%S(?:\.%f)?`
+const MDY: &[Node] = &[
+    F(Fd::Month),
+    Lit(b'-'),
+    F(Fd::Day),
+    Lit(b'-'),
+    F(Fd::ExYear),
+    Lit(b' '),
+    Opt(SPACE),
+    F(Fd::KHour),
+    Lit(b':'),
+    F(Fd::Minute),
+    Lit(b':'),
+    F(Fd::Second),
+    Opt(FRACTION_DOT),
+];
+
+/// `%H:%M:%S`
+const TIME_ONLY: &[Node] = &[
+    F(Fd::Hour),
+    Lit(b':'),
+    F(Fd::Minute),
+    Lit(b':'),
+    F(Fd::Second),
+];
+
+/// `<%m/%d/%Exy@%H:%M:%S>`
+const ANGLE: &[Node] = &[
+    Lit(b'<'),
+    F(Fd::Month),
+    Lit(b'/'),
+    F(Fd::Day),
+    Lit(b'/'),
+    F(Fd::Year2),
+    Lit(b'@'),
+    F(Fd::Hour),
+    Lit(b':'),
+    F(Fd::Minute),
+    Lit(b':'),
+    F(Fd::Second),
+    Lit(b'>'),
+];
+
+/// `%Exy%Exm%Exd  ?%H:%M:%S` (MySQL)
+const MYSQL: &[Node] = &[
+    F(Fd::Year2),
+    F(Fd::ExMonth),
+    F(Fd::ExDay),
+    Lit(b' '),
+    Opt(SPACE),
+    F(Fd::Hour),
+    Lit(b':'),
+    F(Fd::Minute),
+    Lit(b':'),
+    F(Fd::Second),
+];
+
+/// `%b %d, %ExY %I:%M:%S %p` (Tomcat)
+const TOMCAT: &[Node] = &[
+    F(Fd::MonthAbbr),
+    Lit(b' '),
+    F(Fd::Day),
+    Lit(b','),
+    Lit(b' '),
+    F(Fd::ExYear),
+    Lit(b' '),
+    F(Fd::Hour12),
+    Lit(b':'),
+    F(Fd::Minute),
+    Lit(b':'),
+    F(Fd::Second),
+    Lit(b' '),
+    F(Fd::AmPm),
+];
+
+/// `%b-%d-%Exy %k:%M:%S` (ASSP)
+const ASSP: &[Node] = &[
+    F(Fd::MonthAbbr),
+    Lit(b'-'),
+    F(Fd::Day),
+    Lit(b'-'),
+    F(Fd::Year2),
+    Lit(b' '),
+    Opt(SPACE),
+    F(Fd::KHour),
+    Lit(b':'),
+    F(Fd::Minute),
+    Lit(b':'),
+    F(Fd::Second),
+];
+
+/// `%ExY%Exm%Exd(?:T|  ?)%ExH%ExM%ExS(?:[.,]%f)?(?:\s*%z)?` (compact ISO 8601)
+const ISO_COMPACT: &[Node] = &[
+    F(Fd::ExYear),
+    F(Fd::ExMonth),
+    F(Fd::ExDay),
+    Alt(T_OR_SPACES),
+    F(Fd::ExHour),
+    F(Fd::ExMinute),
+    F(Fd::ExSecond),
+    Opt(FRACTION_DOT_COMMA),
+    Opt(WS_ZONE),
+];
+
+/// `(?:%Z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?` (monit: zone name first)
+const SYSLOG_ZONE_NAME: &[Node] = &[
+    Opt(ZONE_NAME_SP),
+    Opt(WEEKDAY_SP),
+    F(Fd::MonthAbbr),
+    Lit(b' '),
+    F(Fd::Day),
+    Lit(b' '),
+    Opt(SPACE),
+    F(Fd::KHour),
+    Lit(b':'),
+    F(Fd::Minute),
+    Lit(b':'),
+    F(Fd::Second),
+    Opt(FRACTION_DOT),
+    Opt(SP_YEAR),
+];
+
+/// `(?:%z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?` (zone offset first)
+const SYSLOG_ZONE_OFFSET: &[Node] = &[
+    Opt(ZONE_CI_SP),
+    Opt(WEEKDAY_SP),
+    F(Fd::MonthAbbr),
+    Lit(b' '),
+    F(Fd::Day),
+    Lit(b' '),
+    Opt(SPACE),
+    F(Fd::KHour),
+    Lit(b':'),
+    F(Fd::Minute),
+    Lit(b':'),
+    F(Fd::Second),
+    Opt(FRACTION_DOT),
+    Opt(SP_YEAR),
+];
+
+const EPOCH_FRACTION: &[Node] = &[Lit(b'.'), Node::Digits(3, 6)];
+/// `\d{10,11}\b(?:\.\d{3,6})?`
+const EPOCH: &[Node] = &[
+    Node::Digits(10, 11),
+    Node::WordBoundary,
+    Opt(EPOCH_FRACTION),
+];
+
+const LEPOCH_TAIL_FRACTION: &[Node] = &[Lit(b'.'), Node::Digits(1, 6)];
+const LEPOCH_TAIL_MICROS: &[Node] = &[Node::Digits(3, 3)];
+const LEPOCH_TAIL: &[&[Node]] = &[LEPOCH_TAIL_FRACTION, LEPOCH_TAIL_MICROS];
+const LEPOCH_MILLIS: &[Node] = &[Node::Digits(3, 3), Opt(&[Alt(LEPOCH_TAIL)])];
+/// `\d{10,11}(?:\d{3}(?:\.\d{1,6}|\d{3})?)?`: seconds, milliseconds or microseconds.
+const LEPOCH: &[Node] = &[Node::Digits(10, 11), Opt(LEPOCH_MILLIS)];
+
+/// `@[0-9a-f]{24}`
+const TAI64N: &[Node] = &[Lit(b'@'), Node::Hex(24)];
+
+/// How the value of a native template is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Value {
+    /// strptime fields.
+    Fields,
+    /// Seconds since the epoch, with an optional fraction.
+    Epoch,
+    /// Seconds, milliseconds (13 to 15 digits, or a fraction) or microseconds (16 digits).
+    LongEpoch,
+    /// TAI64N label; fail2ban takes the seconds as Unix seconds.
+    Tai64n,
+}
+
+/// One of fail2ban's default templates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DefaultTemplate {
+    /// The datepattern that stands for it (`None` for `EPOCH` and `TAI64N`, which have
+    /// no `%` form); also what `{DATE}` expands to.
+    pub pattern: Option<&'static str>,
+    /// The keyword that stands for it in place of a pattern.
+    pub keyword: Option<&'static str>,
+    pub nodes: &'static [Node],
+    /// Where the unanchored template may start.
+    pub start: Start,
+    pub value: Value,
+}
+
+/// fail2ban's default templates in its order. Each one not already tied to the line start
+/// also exists anchored there, and those anchored copies come first.
+pub(crate) const DEFAULTS: &[DefaultTemplate] = &[
+    DefaultTemplate {
+        pattern: Some(r"%ExY(?P<_sep>[-/.])%m(?P=_sep)%d(?:T|  ?)%H:%M:%S(?:[.,]%f)?(?:\s*%z)?"),
+        keyword: None,
+        nodes: ISO,
+        start: Start::Word,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: Some(r"(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?"),
+        keyword: None,
+        nodes: SYSLOG,
+        start: Start::Word,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: Some(r"(?:%a )?%b %d %ExY %k:%M:%S(?:\.%f)?"),
+        keyword: None,
+        nodes: SYSLOG_YEAR_FIRST,
+        start: Start::Word,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: Some(r"%d(?P<_sep>[-/])%m(?P=_sep)(?:%ExY|%Exy) %k:%M:%S"),
+        keyword: None,
+        nodes: DMY,
+        start: Start::Word,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: Some(r"%d(?P<_sep>[-/])%b(?P=_sep)%ExY[ :]?%H:%M:%S(?:\.%f)?(?: %z)?"),
+        keyword: None,
+        nodes: APACHE,
+        start: Start::Word,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: Some(r"%m/%d/%ExY:%H:%M:%S"),
+        keyword: None,
+        nodes: CPANEL,
+        start: Start::Word,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: Some(r"%m-%d-%ExY %k:%M:%S(?:\.%f)?"),
+        keyword: None,
+        nodes: MDY,
+        start: Start::Word,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: None,
+        keyword: Some("Epoch"),
+        nodes: EPOCH,
+        start: Start::Epoch,
+        value: Value::Epoch,
+    },
+    DefaultTemplate {
+        pattern: Some(r"{^LN-BEG}%H:%M:%S"),
+        keyword: None,
+        nodes: TIME_ONLY,
+        start: Start::LineBegin,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: Some(r"^<%m/%d/%Exy@%H:%M:%S>"),
+        keyword: None,
+        nodes: ANGLE,
+        start: Start::Caret,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: Some(r"%Exy%Exm%Exd  ?%H:%M:%S"),
+        keyword: None,
+        nodes: MYSQL,
+        start: Start::Word,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: Some(r"%b %d, %ExY %I:%M:%S %p"),
+        keyword: None,
+        nodes: TOMCAT,
+        start: Start::Word,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: Some(r"^%b-%d-%Exy %k:%M:%S"),
+        keyword: None,
+        nodes: ASSP,
+        start: Start::Caret,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: Some(r"%ExY%Exm%Exd(?:T|  ?)%ExH%ExM%ExS(?:[.,]%f)?(?:\s*%z)?"),
+        keyword: None,
+        nodes: ISO_COMPACT,
+        start: Start::Word,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: Some(r"(?:%Z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?"),
+        keyword: None,
+        nodes: SYSLOG_ZONE_NAME,
+        start: Start::Word,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: Some(r"(?:%z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?"),
+        keyword: None,
+        nodes: SYSLOG_ZONE_OFFSET,
+        start: Start::Word,
+        value: Value::Fields,
+    },
+    DefaultTemplate {
+        pattern: None,
+        keyword: Some("TAI64N"),
+        nodes: TAI64N,
+        start: Start::Any,
+        value: Value::Tai64n,
+    },
+];
+
+/// The `EPOCH`/`LEPOCH` keyword templates: nodes, value kind and base name.
+pub(crate) fn epoch_program(long: bool) -> (&'static [Node], Value, &'static str) {
+    if long {
+        (LEPOCH, Value::LongEpoch, "LongEpoch")
+    } else {
+        (EPOCH, Value::Epoch, "Epoch")
+    }
+}
+
+/// The `TAI64N` keyword template.
+pub(crate) fn tai64n_program() -> &'static [Node] {
+    TAI64N
+}
+
+/// The time an epoch-style match stands for: seconds with an optional fraction, scaled
+/// down for `LEPOCH` milliseconds and microseconds as fail2ban does.
+pub(crate) fn epoch_value(text: &str, value: Value) -> Option<jiff::Timestamp> {
+    let (int_part, frac) = match text.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (text, ""),
+    };
+    if int_part.is_empty() || !int_part.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|c| c.is_ascii_digit()) || frac.len() > 9 {
+        return None;
+    }
+    // Nanoseconds as an exact integer, then the unit division.
+    let ns_frac: i128 = format!("{frac:0<9}").parse().ok()?;
+    let mut ns: i128 = int_part.parse::<i128>().ok()? * 1_000_000_000 + ns_frac;
+    if value == Value::LongEpoch && text.len() >= 13 {
+        if text.len() >= 16 && frac.is_empty() {
+            ns /= 1_000_000;
+        } else {
+            ns /= 1_000;
+        }
+    }
+    jiff::Timestamp::from_nanosecond(ns).ok()
+}
+
+/// The seconds of a TAI64N label (`@` and 24 hex digits), read as fail2ban reads them:
+/// the 15 hex digits after `@4`, which drops the 2^62 base but not the 10 s TAI offset.
+pub(crate) fn tai64n_value(text: &str) -> Option<jiff::Timestamp> {
+    let secs = i64::from_str_radix(text.get(2..17)?, 16).ok()?;
+    jiff::Timestamp::from_second(secs).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn years() -> YearRange {
+        YearRange::for_year(2026)
+    }
+
+    fn find(nodes: &'static [Node], start: Start, line: &str) -> Option<(Range<usize>, usize)> {
+        Program::new(nodes, start, years())
+            .search(line, 0, line.len())
+            .map(|m| (m.group, m.start))
+    }
+
+    fn span<'a>(nodes: &'static [Node], start: Start, line: &'a str) -> Option<&'a str> {
+        find(nodes, start, line).map(|(g, _)| &line[g])
+    }
+
+    #[test]
+    fn year_range_follows_the_decade_three_years_ahead() {
+        assert_eq!(YearRange::for_year(2026).hi, 202);
+        assert_eq!(YearRange::for_year(2027).hi, 203);
+        assert_eq!(YearRange::for_year(2026).regex_prefix(), "(?:200|201|202)");
+        assert!(years().accepts(b"2005"));
+        assert!(years().accepts(b"2029"));
+        assert!(!years().accepts(b"2030"));
+        assert!(!years().accepts(b"1999"));
+    }
+
+    #[test]
+    fn iso_fields_backtrack_to_the_word_boundary() {
+        assert_eq!(
+            span(ISO, Start::Word, "x 2005-01-23T21:59:59.981746Z y"),
+            Some("2005-01-23T21:59:59.981746Z")
+        );
+        assert_eq!(
+            span(ISO, Start::Word, "2005/1/23  8:59:59 +02:00"),
+            Some("2005/1/23  8:59:59 +02:00")
+        );
+        // Separators must repeat.
+        assert_eq!(span(ISO, Start::Word, "2005-01/23 21:59:59"), None);
+        // Inside a word: no.
+        assert_eq!(span(ISO, Start::Word, "a2005-01-23 21:59:59"), None);
+        // A seven-digit fraction is no fraction: the date ends before the dot.
+        assert_eq!(
+            span(ISO, Start::Word, "2005-01-23 21:59:59.1234567"),
+            Some("2005-01-23 21:59:59")
+        );
+        // A zone glued to a word is left out.
+        assert_eq!(
+            span(ISO, Start::Word, "2005-01-23 21:59:59 UTCx"),
+            Some("2005-01-23 21:59:59")
+        );
+        // Years outside the accepted range are no years.
+        assert_eq!(span(ISO, Start::Word, "1999-01-23 21:59:59"), None);
+    }
+
+    #[test]
+    fn seconds_fall_back_like_a_regex() {
+        // "12:34:567": S=56 fails the boundary, S=5 too; M=3 then ':' fails; no match.
+        assert_eq!(span(TIME_ONLY, Start::LineBegin, "12:34:567"), None);
+        assert_eq!(
+            span(TIME_ONLY, Start::LineBegin, "12:34:56 x"),
+            Some("12:34:56")
+        );
+        // Second 60 and 61 are taken (a leap second), 62 is not.
+        assert_eq!(
+            span(TIME_ONLY, Start::LineBegin, "23:59:60"),
+            Some("23:59:60")
+        );
+        assert_eq!(span(TIME_ONLY, Start::LineBegin, "23:59:62"), None);
+    }
+
+    #[test]
+    fn line_begin_skips_up_to_two_non_word_characters() {
+        assert_eq!(
+            find(TIME_ONLY, Start::LineBegin, "[12:34:56]"),
+            Some((1..9, 0))
+        );
+        assert_eq!(
+            find(TIME_ONLY, Start::LineBegin, "«12:34:56"),
+            Some((2..10, 0))
+        );
+        assert_eq!(
+            find(TIME_ONLY, Start::LineBegin, "((12:34:56"),
+            Some((2..10, 0))
+        );
+        assert_eq!(find(TIME_ONLY, Start::LineBegin, "(((12:34:56"), None);
+        assert_eq!(find(TIME_ONLY, Start::LineBegin, "x 12:34:56"), None);
+    }
+
+    #[test]
+    fn syslog_variants() {
+        assert_eq!(
+            span(SYSLOG, Start::Word, "Jan 23 21:59:59 host sshd[1]: x"),
+            Some("Jan 23 21:59:59")
+        );
+        assert_eq!(
+            span(SYSLOG, Start::Word, "Sun Jan  3 01:02:03.011 2005 x"),
+            Some("Sun Jan  3 01:02:03.011 2005")
+        );
+        // %k takes a blank before a one-digit hour.
+        assert_eq!(
+            span(SYSLOG, Start::Word, "jan 23  1:02:03"),
+            Some("jan 23  1:02:03")
+        );
+        assert_eq!(
+            span(
+                SYSLOG_YEAR_FIRST,
+                Start::Word,
+                "Sun Jan 23 2005 21:59:59.011"
+            ),
+            Some("Sun Jan 23 2005 21:59:59.011")
+        );
+        assert_eq!(
+            span(SYSLOG_ZONE_NAME, Start::Word, "PDT Apr 16 21:05:29"),
+            Some("PDT Apr 16 21:05:29")
+        );
+        assert_eq!(
+            span(
+                SYSLOG_ZONE_OFFSET,
+                Start::Word,
+                "+00:00 Jan 23 21:59:59.011 2005"
+            ),
+            Some("+00:00 Jan 23 21:59:59.011 2005")
+        );
+    }
+
+    #[test]
+    fn apache_and_friends() {
+        assert_eq!(
+            span(
+                APACHE,
+                Start::Word,
+                "1.2.3.4 - - [31/Oct/2006:09:22:55 -0000] \"GET"
+            ),
+            Some("31/Oct/2006:09:22:55 -0000")
+        );
+        assert_eq!(
+            span(APACHE, Start::Word, "26-Jul-2007 15:20:52.252 named"),
+            Some("26-Jul-2007 15:20:52.252")
+        );
+        assert_eq!(
+            span(CPANEL, Start::Word, "[05/20/2008:01:57:39]"),
+            Some("05/20/2008:01:57:39")
+        );
+        assert_eq!(
+            span(MDY, Start::Word, "01-27-2012 16:22:44.252"),
+            Some("01-27-2012 16:22:44.252")
+        );
+        assert_eq!(
+            span(DMY, Start::Word, "23/01/05 21:59:59"),
+            Some("23/01/05 21:59:59")
+        );
+        assert_eq!(
+            span(DMY, Start::Word, "17-07-2008 17:23:25"),
+            Some("17-07-2008 17:23:25")
+        );
+        assert_eq!(
+            span(MYSQL, Start::Word, "130322 11:46:11 [Warning]"),
+            Some("130322 11:46:11")
+        );
+        assert_eq!(
+            span(TOMCAT, Start::Word, "Jul 30, 2014 1:03:12 PM org"),
+            Some("Jul 30, 2014 1:03:12 PM")
+        );
+        assert_eq!(
+            span(ASSP, Start::Caret, "Apr-27-13 02:33:06 x"),
+            Some("Apr-27-13 02:33:06")
+        );
+        assert_eq!(span(ASSP, Start::Caret, " Apr-27-13 02:33:06 x"), None);
+        assert_eq!(
+            span(ANGLE, Start::Caret, "<09/16/08@05:03:30> x"),
+            Some("<09/16/08@05:03:30>")
+        );
+        assert_eq!(
+            span(ISO_COMPACT, Start::Word, "20050123T215959,123 +0100"),
+            Some("20050123T215959,123 +0100")
+        );
+    }
+
+    #[test]
+    fn epoch_starts() {
+        assert_eq!(
+            span(EPOCH, Start::Epoch, "1124013600.123 x"),
+            Some("1124013600.123")
+        );
+        assert_eq!(
+            span(EPOCH, Start::Epoch, "[1124013600] x"),
+            Some("1124013600")
+        );
+        assert_eq!(
+            span(
+                EPOCH,
+                Start::Epoch,
+                "type=AVC msg=audit(1124013600.123:42): x"
+            ),
+            Some("1124013600.123")
+        );
+        assert_eq!(span(EPOCH, Start::Epoch, "x 1124013600"), None);
+        assert_eq!(span(EPOCH, Start::Epoch, "xaudit(1124013600"), None);
+        // Twelve digits are no epoch; a two-digit fraction is left out.
+        assert_eq!(span(EPOCH, Start::Epoch, "112401360012"), None);
+        assert_eq!(
+            span(EPOCH, Start::Epoch, "1124013600.12 x"),
+            Some("1124013600")
+        );
+        assert_eq!(
+            span(LEPOCH, Start::LineBegin, "1124013600123 x"),
+            Some("1124013600123")
+        );
+        assert_eq!(
+            span(LEPOCH, Start::LineBegin, "1124013600123456 x"),
+            Some("1124013600123456")
+        );
+        assert_eq!(
+            span(LEPOCH, Start::LineBegin, "1124013600123.5 x"),
+            Some("1124013600123.5")
+        );
+    }
+
+    #[test]
+    fn epoch_values() {
+        let t = |s, v| epoch_value(s, v).map(|t| t.as_nanosecond());
+        assert_eq!(
+            t("1124013600", Value::Epoch),
+            Some(1_124_013_600_000_000_000)
+        );
+        assert_eq!(
+            t("1124013600.25", Value::Epoch),
+            Some(1_124_013_600_250_000_000)
+        );
+        assert_eq!(
+            t("1124013600123", Value::LongEpoch),
+            Some(1_124_013_600_123_000_000)
+        );
+        assert_eq!(
+            t("1124013600123456", Value::LongEpoch),
+            Some(1_124_013_600_123_456_000)
+        );
+        assert_eq!(
+            t("1124013600123.5", Value::LongEpoch),
+            Some(1_124_013_600_123_500_000)
+        );
+        assert_eq!(
+            t("1124013600", Value::LongEpoch),
+            Some(1_124_013_600_000_000_000)
+        );
+    }
+
+    #[test]
+    fn tai64n() {
+        let line = "@4000000042f6f2a01c1d3e14 x";
+        assert_eq!(
+            span(TAI64N, Start::Any, line),
+            Some("@4000000042f6f2a01c1d3e14")
+        );
+        // The label's seconds are "4000000042f6f2a0"; fail2ban reads the 15 hex digits
+        // after the leading "4".
+        assert_eq!(
+            tai64n_value("@4000000042f6f2a01c1d3e14").map(|t| t.as_second()),
+            Some(0x42f6_f2a0)
+        );
+        assert_eq!(span(TAI64N, Start::Any, "@4000000042F6F2A01C1D3E14"), None);
+    }
+}
