@@ -2,4 +2,5 @@
 
 mod support;
 
+mod date_compat;
 mod support_selftest;
