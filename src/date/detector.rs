@@ -444,3 +444,333 @@ fn char_index(line: &str, b: usize) -> usize {
         line[..b].chars().count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_124_013_600; // 2005-08-14 10:00:00 UTC
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(NOW).unwrap()
+    }
+
+    fn detector(p: Option<&str>) -> DateDetector {
+        DateDetector::with_reference_time(
+            p,
+            TimeZone::UTC,
+            Timestamp::from_second(1_780_000_000).unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("{p:?}: {e}"))
+    }
+
+    fn secs(t: Timestamp) -> f64 {
+        t.as_nanosecond() as f64 / 1e9
+    }
+
+    /// Every format code through a whole detector; spans and times as fail2ban 1.0.2
+    /// gives them (TZ=UTC, now 2005-08-14 10:00:00).
+    #[test]
+    fn format_codes() {
+        /// Pattern, line, and the date text and time fail2ban finds.
+        type Case = (&'static str, &'static str, Option<(&'static str, f64)>);
+        let cases: &[Case] = &[
+            (
+                "%Y-%m-%d %H:%M:%S",
+                "x 2005-08-14 09:30:00 y",
+                Some(("2005-08-14 09:30:00", 1124011800.0)),
+            ),
+            (
+                "%a %b %d %H:%M:%S %Y",
+                "Sun Aug 14 09:30:00 2005 sshd",
+                Some(("Sun Aug 14 09:30:00 2005", 1124011800.0)),
+            ),
+            (
+                "%A, %B %d %Y %H:%M",
+                "Sunday, AUGUST 14 2005 09:30",
+                Some(("Sunday, AUGUST 14 2005 09:30", 1124011800.0)),
+            ),
+            (
+                "%c",
+                "[Sun Aug 14 09:30:00 2005]",
+                Some(("Sun Aug 14 09:30:00 2005", 1124011800.0)),
+            ),
+            (
+                "%x %X",
+                "08/14/05 09:30:00",
+                Some(("08/14/05 09:30:00", 1124011800.0)),
+            ),
+            (
+                "%d.%m.%y %I:%M:%S %p",
+                "14.08.05 09:30:00 PM",
+                Some(("14.08.05 09:30:00 PM", 1124055000.0)),
+            ),
+            (
+                "%j/%Y %H:%M",
+                "226/2005 09:30",
+                Some(("226/2005 09:30", 1124011800.0)),
+            ),
+            (
+                "%Y %U %w %H:%M",
+                "2005 33 0 09:30",
+                Some(("2005 33 0 09:30", 1124011800.0)),
+            ),
+            (
+                "%Y %W %a %H:%M",
+                "2005 32 Sun 09:30",
+                Some(("2005 32 Sun 09:30", 1124011800.0)),
+            ),
+            (
+                "%Y-%m-%dT%H:%M:%S%z",
+                "2005-08-14T11:30:00+0200",
+                Some(("2005-08-14T11:30:00+0200", 1124011800.0)),
+            ),
+            (
+                "%Y-%m-%dT%H:%M:%S%z",
+                "2005-08-14T09:30:00Z",
+                Some(("2005-08-14T09:30:00Z", 1124011800.0)),
+            ),
+            (
+                "%Y-%m-%d %H:%M:%S %Z",
+                "2005-08-14 11:30:00 CEST",
+                Some(("2005-08-14 11:30:00 CEST", 1124011800.0)),
+            ),
+            (
+                "%ExY%Exm%Exd%ExH%ExM%ExS",
+                "20050814093000",
+                Some(("20050814093000", 1124011800.0)),
+            ),
+            (
+                "%Exy-%Exm-%Exd %Exk:%ExM",
+                "05-08-14  9:30",
+                Some(("05-08-14  9:30", 1124011800.0)),
+            ),
+            (
+                "%d/%m/%Y %l:%M %p",
+                "14/08/2005  9:30 pm",
+                Some(("14/08/2005  9:30 pm", 1124055000.0)),
+            ),
+            (
+                "%Y-%m-%d %H:%M:%S %ExZ",
+                "2005-08-14 11:30:00 CEST",
+                Some(("2005-08-14 11:30:00 CEST", 1124011800.0)),
+            ),
+            (
+                "%Y-%m-%d %H:%M:%S %Exz",
+                "2005-08-14 11:30:00 CET+0100",
+                Some(("2005-08-14 11:30:00 CET+0100", 1124011800.0)),
+            ),
+            (
+                "%Y-%m-%d %H:%M:%S.%f",
+                "2005-08-14 09:30:00.123456",
+                Some(("2005-08-14 09:30:00.123456", 1124011800.0)),
+            ),
+            (
+                "%% %Y-%m-%d %H:%M",
+                "% 2005-08-14 09:30",
+                Some(("% 2005-08-14 09:30", 1124011800.0)),
+            ),
+            // %G, %V and %u are matched but not used.
+            (
+                "%G-%V-%u %H:%M",
+                "2005-32-7 09:30",
+                Some(("2005-32-7 09:30", 1124011800.0)),
+            ),
+            (
+                "%b %d %k:%M:%S",
+                "Aug 14  9:30:00",
+                Some(("Aug 14  9:30:00", 1124011800.0)),
+            ),
+            ("%H:%M:%S", "9:30:00", Some(("9:30:00", 1124011800.0))),
+            // Later than now today: yesterday.
+            ("%H:%M:%S", "11:30:00", Some(("11:30:00", 1123932600.0))),
+            // More than a day ahead: last year; within a day: this year.
+            (
+                "%b %d %H:%M:%S",
+                "Aug 15 10:30:00",
+                Some(("Aug 15 10:30:00", 1092565800.0)),
+            ),
+            (
+                "%b %d %H:%M:%S",
+                "Aug 15 09:30:00",
+                Some(("Aug 15 09:30:00", 1124098200.0)),
+            ),
+            ("%ExY-%m-%d", "2005-8-14", Some(("2005-8-14", 1123977600.0))),
+            (
+                "^%Y-%m-%d %H:%M",
+                "2005-08-14 09:30",
+                Some(("2005-08-14 09:30", 1124011800.0)),
+            ),
+            ("^%Y-%m-%d %H:%M", " 2005-08-14 09:30", None),
+            (
+                "{^LN-BEG}%Y-%m-%d %H:%M",
+                "[2005-08-14 09:30]",
+                Some(("2005-08-14 09:30", 1124011800.0)),
+            ),
+            ("{UNB}%H:%M", "x09:30y", Some(("09:30", 1124011800.0))),
+            ("%H:%M", "x09:30y", None),
+            (
+                "%m/%d %H:%M$",
+                "08/14 09:30",
+                Some(("08/14 09:30", 1124011800.0)),
+            ),
+            ("%m/%d %H:%M$", "08/14 09:30 x", None),
+            (
+                r"^[^|]*\|(%Y-%m-%d)\|",
+                "a|2005-08-14|b",
+                Some(("2005-08-14", 1123977600.0)),
+            ),
+            (r"^\[{EPOCH}\]", "[1124011800.5] x", None),
+            (
+                r"^\[{EPOCH}\]",
+                "[1124011800.500] x",
+                Some(("[1124011800.500]", 1124011800.5)),
+            ),
+            (
+                r"^\[{LEPOCH}\]",
+                "[1124011800500] x",
+                Some(("[1124011800500]", 1124011800.5)),
+            ),
+            // `%s` is warden's: fail2ban 1.0.2 has no such code.
+            ("^%s", "1124011800 x", Some(("1124011800", 1124011800.0))),
+        ];
+        for (p, line, want) in cases {
+            let mut d = detector(Some(p));
+            let got = d.detect(line, now());
+            match (want, got) {
+                (None, None) => {}
+                (Some((text, t)), Some(m)) => {
+                    assert_eq!(&line[m.span.clone()], *text, "{p} on {line:?}");
+                    assert!(m.parsed, "{p} on {line:?}");
+                    assert!(
+                        (secs(m.time) - t).abs() < 1e-6,
+                        "{p} on {line:?}: {} != {t}",
+                        secs(m.time)
+                    );
+                }
+                (want, got) => panic!("{p} on {line:?}: want {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn none_takes_now_and_cuts_nothing() {
+        let mut d = detector(Some("{NONE}"));
+        assert!(d.is_none());
+        let m = d.detect("anything 2005-08-14 09:30:00", now()).unwrap();
+        assert_eq!((m.span, m.parsed, m.time), (0..0, false, now()));
+        assert!(!detector(None).is_none());
+        assert!(!detector(Some("{NONE}\n{^LN-BEG}")).is_none());
+    }
+
+    #[test]
+    fn impossible_date_is_cut_but_unparsed() {
+        let mut d = detector(None);
+        let line = "2005-02-30 10:00:00 sshd[1]: x";
+        let m = d.detect(line, now()).unwrap();
+        assert_eq!(&line[m.span.clone()], "2005-02-30 10:00:00");
+        assert!(!m.parsed);
+        assert_eq!(m.time, now());
+    }
+
+    #[test]
+    fn duplicate_lines_are_reported() {
+        let err = DateDetector::new(Some("%H:%M\n%H:%M"), TimeZone::UTC).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "datepattern \"%H:%M\": there is already a template named \"24hour:Minute\""
+        );
+        // Defaults after a custom line skip their duplicates silently.
+        let d = DateDetector::new(Some("{^LN-BEG}Epoch\n{^LN-BEG}"), TimeZone::UTC).unwrap();
+        assert_eq!(d.template_count(), 17);
+        assert_eq!(d.template_name(0), "{^LN-BEG}Epoch");
+    }
+
+    #[test]
+    fn template_lists() {
+        assert_eq!(detector(None).template_count(), 31);
+        assert_eq!(detector(Some("")).template_count(), 31);
+        assert_eq!(detector(Some("{DEFAULT}")).template_count(), 31);
+        assert_eq!(detector(Some("{^LN-BEG}")).template_count(), 17);
+        assert_eq!(detector(Some("^{DATE}")).template_count(), 17);
+        assert_eq!(detector(Some("%H:%M\n  \n{^LN-BEG}")).template_count(), 18);
+        assert_eq!(detector(None).template_name(99), "");
+    }
+
+    #[test]
+    fn default_templates_by_name() {
+        let mut d = detector(None);
+        let cases = [
+            (
+                "2005-08-14 09:30:00 host x",
+                "{^LN-BEG}ExYear(?P<_sep>[-/.])Month(?P=_sep)Day(?:T|  ?)24hour:Minute:Second(?:[.,]Microseconds)?(?:\\s*Zone offset)?",
+                "2005-08-14 09:30:00",
+            ),
+            (
+                "Aug 14 09:30:00 host sshd[1]: x",
+                "{^LN-BEG}(?:DAY )?MON Day %k:Minute:Second(?:\\.Microseconds)?(?: ExYear)?",
+                "Aug 14 09:30:00",
+            ),
+            (
+                "192.0.2.1 - - [14/Aug/2005:09:30:00 +0000] \"GET /\"",
+                "Day(?P<_sep>[-/])MON(?P=_sep)ExYear[ :]?24hour:Minute:Second(?:\\.Microseconds)?(?: Zone offset)?",
+                "14/Aug/2005:09:30:00 +0000",
+            ),
+            ("1124011800.000 x", "{^LN-BEG}Epoch", "1124011800.000"),
+            (
+                "@40000000431f0f5a00000000 x",
+                "{^LN-BEG}TAI64N",
+                "@40000000431f0f5a00000000",
+            ),
+            (
+                "050814  9:30:00 [Note] x",
+                "{^LN-BEG}ExYear2ExMonthExDay  ?24hour:Minute:Second",
+                "050814  9:30:00",
+            ),
+            (
+                "<08/14/05@09:30:00> x",
+                "^<Month/Day/ExYear2@24hour:Minute:Second>",
+                "<08/14/05@09:30:00>",
+            ),
+        ];
+        for (line, name, text) in cases {
+            let m = d.detect(line, now()).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(d.template_name(m.template), name, "{line}");
+            assert_eq!(&line[m.span.clone()], text, "{line}");
+            assert!(m.parsed, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_winning_template_moves_up_and_is_tried_first() {
+        let mut d = detector(None);
+        let line = "x [14/Aug/2005:09:30:00 +0000] y";
+        let first = d.detect(line, now()).unwrap();
+        let hits_before = d.found.iter().sum::<u64>();
+        // Same format again: one search (the cached template), no scan of the list.
+        let again = d.detect("x [14/Aug/2005:09:31:00 +0000] y", now()).unwrap();
+        assert_eq!(again.template, first.template);
+        assert_eq!(d.found.iter().sum::<u64>(), hits_before + 1);
+        assert_eq!(d.template_hits(first.template), 2);
+        // It was moved up from its place near the end of the list.
+        let place = d
+            .order
+            .iter()
+            .position(|e| e.template == first.template)
+            .unwrap();
+        assert!(place < first.template, "{place}");
+    }
+
+    #[test]
+    fn local_zone_with_dst() {
+        let tz = TimeZone::posix("CET-01CEST-02,M3.5.0,M10.5.0").unwrap();
+        let mut d = DateDetector::new(None, tz).unwrap();
+        // Summer time: +02:00; winter: +01:00; an explicit zone wins.
+        let t = |d: &mut DateDetector, l: &str| d.detect(l, now()).unwrap().time.as_second();
+        assert_eq!(t(&mut d, "2005-08-14 11:30:00 x"), 1_124_011_800);
+        assert_eq!(t(&mut d, "2005-01-14 10:30:00 x"), 1_105_695_000);
+        assert_eq!(t(&mut d, "2005-08-14 09:30:00Z x"), 1_124_011_800);
+        // In the spring-forward gap: moved forward by the gap.
+        assert_eq!(t(&mut d, "2005-03-27 02:30:00 x"), 1_111_887_000);
+    }
+}
