@@ -3,4 +3,5 @@
 mod support;
 
 mod date_compat;
+mod date_props;
 mod support_selftest;
