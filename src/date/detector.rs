@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use super::error::DateError;
+use super::fields::{CivilNow, LocalZone};
 use super::native::YearRange;
 use super::pattern::LINE_BEGIN;
 use super::template::{
@@ -70,8 +71,10 @@ pub struct DateDetector {
     last_end: Edge,
     last_index: Option<usize>,
     first_unused: usize,
-    zone: TimeZone,
+    zone: LocalZone,
     none: bool,
+    /// The last "now" converted to civil time, by its whole second.
+    civil_cache: Option<(i64, CivilNow)>,
 }
 
 /// fail2ban holds a template back for five minutes before letting another one take its
@@ -93,7 +96,7 @@ impl DateDetector {
         zone: TimeZone,
         reference: Timestamp,
     ) -> Result<DateDetector, DateError> {
-        let years = YearRange::for_year(reference.to_zoned(zone.clone()).year());
+        let years = YearRange::for_year(zone.to_datetime(reference).year());
         let mut d = DateDetector {
             templates: Vec::new(),
             order: Vec::new(),
@@ -110,8 +113,9 @@ impl DateDetector {
             },
             last_index: None,
             first_unused: 0,
-            zone,
+            zone: LocalZone::new(zone),
             none: false,
+            civil_cache: None,
         };
         let lines: Vec<&str> = datepattern
             .unwrap_or("")
@@ -207,7 +211,7 @@ impl DateDetector {
 
     /// The zone used for dates without one.
     pub fn zone(&self) -> &TimeZone {
-        &self.zone
+        self.zone.zone()
     }
 
     /// Finds the date in `line`; `now` drives year inference.
@@ -226,8 +230,8 @@ impl DateDetector {
         if span.is_empty() {
             return Some(unparsed(span));
         }
-        let civil_now = self.zone.to_datetime(now);
-        match self.templates[template].value(line, &hit, civil_now, &self.zone) {
+        let civil_now = self.civil_now(now);
+        match self.templates[template].value(line, &hit, &civil_now, &mut self.zone) {
             Some(time) => Some(DateMatch {
                 time,
                 span,
@@ -235,6 +239,25 @@ impl DateDetector {
                 parsed: true,
             }),
             None => Some(unparsed(span)),
+        }
+    }
+
+    /// `now` as a civil time in the detector's zone, to the whole second. Dates carry
+    /// whole seconds, so comparing them with the truncated "now" decides the same; the
+    /// conversion is kept for the second, as consecutive lines mostly share it.
+    fn civil_now(&mut self, now: Timestamp) -> CivilNow {
+        let second = now.as_second();
+        match self.civil_cache {
+            Some((s, c)) if s == second => c,
+            _ => {
+                let now = self
+                    .zone
+                    .zone()
+                    .to_datetime(Timestamp::from_second(second).unwrap_or(now));
+                let c = CivilNow::new(now);
+                self.civil_cache = Some((second, c));
+                c
+            }
         }
     }
 

@@ -4,10 +4,74 @@
 //! is still to come), and no zone means the detector's zone.
 
 use jiff::civil::{Date, DateTime};
-use jiff::tz::TimeZone;
+use jiff::tz::{AmbiguousOffset, Offset, TimeZone};
 use jiff::{SignedDuration, Timestamp, ToSpan};
 
+/// A civil day: fail2ban moves naive times by 24 hours, never by a zone-aware day.
+const DAY: SignedDuration = SignedDuration::from_hours(24);
+
 use super::zone::zone_value_minutes;
+
+/// The zone for dates that carry none, remembering the offset of the last civil hour it
+/// converted: log lines come in runs from the same hour.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalZone {
+    zone: TimeZone,
+    hour: Option<(DateTime, Offset)>,
+}
+
+impl LocalZone {
+    pub(crate) fn new(zone: TimeZone) -> LocalZone {
+        LocalZone { zone, hour: None }
+    }
+
+    pub(crate) fn zone(&self) -> &TimeZone {
+        &self.zone
+    }
+
+    /// The instant of a civil time. Inside a DST gap the time moves forward by the gap,
+    /// as mktime does; inside a fold the earlier instant is taken (mktime's choice there
+    /// depends on its history).
+    pub(crate) fn instant(&mut self, dt: DateTime) -> Option<Timestamp> {
+        if let Some((h, offset)) = self.hour
+            && (h.date(), h.hour()) == (dt.date(), dt.hour())
+        {
+            return offset.to_timestamp(dt).ok();
+        }
+        let hour = DateTime::new(dt.year(), dt.month(), dt.day(), dt.hour(), 0, 0, 0).ok()?;
+        // The hour is cached only when both its ends have the same single offset, so no
+        // transition falls inside it.
+        let single = |dt: DateTime| match self.zone.to_ambiguous_timestamp(dt).offset() {
+            AmbiguousOffset::Unambiguous { offset } => Some(offset),
+            _ => None,
+        };
+        let last = hour
+            .checked_add(SignedDuration::new(3599, 999_999_999))
+            .ok();
+        self.hour = match (single(hour), last.and_then(single)) {
+            (Some(a), Some(b)) if a == b => Some((hour, a)),
+            _ => None,
+        };
+        self.zone.to_ambiguous_timestamp(dt).compatible().ok()
+    }
+}
+
+/// The current time as fail2ban compares dates with it: civil time in the detector's zone,
+/// and the same a day later.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CivilNow {
+    now: DateTime,
+    day_later: DateTime,
+}
+
+impl CivilNow {
+    pub(crate) fn new(now: DateTime) -> CivilNow {
+        CivilNow {
+            now,
+            day_later: now.checked_add(DAY).unwrap_or(DateTime::MAX),
+        }
+    }
+}
 
 /// The strptime field a capture holds, named by its format letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +173,15 @@ const WEEKDAYS: [&str; 7] = [
 
 /// Index of `name` (any case) in `list`, comparing whole names or three-letter abbreviations.
 fn name_index(list: &[&str], name: &str, abbreviated: bool) -> Option<usize> {
+    if abbreviated && name.len() == 3 {
+        let b = name.as_bytes();
+        let lower = [
+            b[0].to_ascii_lowercase(),
+            b[1].to_ascii_lowercase(),
+            b[2].to_ascii_lowercase(),
+        ];
+        return list.iter().position(|full| full.as_bytes()[..3] == lower);
+    }
     list.iter().position(|full| {
         let want = if abbreviated { &full[..3] } else { full };
         want.eq_ignore_ascii_case(name)
@@ -117,11 +190,19 @@ fn name_index(list: &[&str], name: &str, abbreviated: bool) -> Option<usize> {
 
 /// Python's `int()` on a matched number: surrounding blanks are allowed (`%d` may be " 5").
 fn int(text: &str) -> Option<i64> {
-    let t = text.trim_matches(' ');
-    if t.is_empty() || t.len() > 18 || !t.bytes().all(|c| c.is_ascii_digit()) {
+    let mut t = text.as_bytes();
+    while let [b' ', rest @ ..] = t {
+        t = rest;
+    }
+    while let [rest @ .., b' '] = t {
+        t = rest;
+    }
+    if t.is_empty() || t.len() > 18 {
         return None;
     }
-    t.parse().ok()
+    t.iter().try_fold(0i64, |n, c| {
+        c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+    })
 }
 
 /// The fields of one date match, in the state fail2ban's strptime leaves them.
@@ -218,7 +299,8 @@ impl Fields {
     /// `now` is the current time as a civil time in `zone`; it supplies a missing year or
     /// day. A date with an explicit offset is compared with `now` after shifting it to UTC,
     /// as fail2ban does (it compares against local time all the same).
-    pub(crate) fn resolve(&self, now: DateTime, zone: &TimeZone) -> Option<Timestamp> {
+    pub(crate) fn resolve(&self, civil: &CivilNow, zone: &mut LocalZone) -> Option<Timestamp> {
+        let now = civil.now;
         if self.invalid {
             return None;
         }
@@ -261,9 +343,9 @@ impl Fields {
         }
         if assume_today && dt > now {
             // Rolled over midnight: the time is yesterday's.
-            dt = dt.checked_sub(1.day()).ok()?;
+            dt = dt.checked_sub(DAY).ok()?;
         }
-        if assume_year && dt > now.checked_add(1.day()).ok()? {
+        if assume_year && dt > civil.day_later {
             // More than a day ahead (a day of slack for zone mix-ups): last year's date.
             // The time of day stays as shifted by the offset; the calendar day is the one
             // written in the line.
@@ -282,9 +364,7 @@ impl Fields {
         if self.offset_minutes.is_some() {
             return dt.to_zoned(TimeZone::UTC).ok().map(|z| z.timestamp());
         }
-        // Inside a DST gap the time moves forward by the gap, as mktime does; inside a fold
-        // the earlier instant is taken (mktime's choice there depends on its history).
-        zone.to_ambiguous_timestamp(dt).compatible().ok()
+        zone.instant(dt)
     }
 }
 
@@ -324,7 +404,9 @@ mod tests {
     }
 
     fn at(pairs: &[(Key, &str)], now: DateTime) -> Option<i64> {
-        fields(pairs).resolve(now, &cet()).map(|t| t.as_second())
+        fields(pairs)
+            .resolve(&CivilNow::new(now), &mut LocalZone::new(cet()))
+            .map(|t| t.as_second())
     }
 
     const NOW: DateTime = datetime(2005, 8, 14, 12, 0, 0, 0);
@@ -515,7 +597,10 @@ mod tests {
         assert_eq!(t("12", "PM"), 12);
         assert_eq!(t("3", "pm"), 15);
         let missing = Fields::from_captures([(Key::Hour12, "3")].into_iter(), Some(None));
-        assert_eq!(missing.resolve(NOW, &cet()), None);
+        assert_eq!(
+            missing.resolve(&CivilNow::new(NOW), &mut LocalZone::new(cet())),
+            None
+        );
     }
 
     #[test]
@@ -576,6 +661,25 @@ mod tests {
         // happens twice; the first (CEST) is taken.
         assert_eq!(t("10", "30", "01"), 1_130_628_600);
         assert_eq!(t("10", "30", "02"), 1_130_635_800);
+    }
+
+    #[test]
+    fn hour_cache_agrees_with_the_zone_around_transitions() {
+        for zone in [
+            cet(),
+            TimeZone::get("Europe/Berlin").unwrap(),
+            TimeZone::get("Australia/Lord_Howe").unwrap(),
+        ] {
+            let mut local = LocalZone::new(zone.clone());
+            for (y, m, d) in [(2005, 3, 27), (2005, 10, 30), (2005, 10, 2), (2006, 4, 2)] {
+                let mut dt = datetime(y, m, d, 0, 0, 0, 0);
+                for _ in 0..(5 * 60 / 7) {
+                    let want = zone.to_ambiguous_timestamp(dt).compatible().ok();
+                    assert_eq!(local.instant(dt), want, "{dt}");
+                    dt = dt.checked_add(SignedDuration::from_mins(7)).unwrap();
+                }
+            }
+        }
     }
 
     #[test]

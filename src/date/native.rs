@@ -106,7 +106,39 @@ struct Cands {
     n: usize,
 }
 
+/// Membership in a short byte list (at most three bytes), without a memchr call.
+#[inline]
+fn in_set(set: &[u8], b: u8) -> bool {
+    match *set {
+        [x] => x == b,
+        [x, y] => x == b || y == b,
+        [x, y, z] => x == b || y == b || z == b,
+        _ => set.contains(&b),
+    }
+}
+
+/// False when `nodes` starts with a literal or byte set that `next` cannot satisfy.
+#[inline]
+fn fits_next(nodes: &[Node], next: Option<&u8>) -> bool {
+    match nodes.first() {
+        Some(Node::Lit(b)) => next == Some(b),
+        Some(Node::OneOf(set)) => next.is_some_and(|c| in_set(set, *c)),
+        _ => true,
+    }
+}
+
 impl Cands {
+    fn retain(&mut self, keep: impl Fn(u8) -> bool) {
+        let mut n = 0;
+        for i in 0..self.n {
+            if keep(self.len[i]) {
+                self.len[n] = self.len[i];
+                n += 1;
+            }
+        }
+        self.n = n;
+    }
+
     fn push(&mut self, l: u8) {
         // The same length twice would replay the same state; keep the first.
         if l > 0 && !self.len[..self.n].contains(&l) && self.n < self.len.len() {
@@ -587,129 +619,201 @@ struct Cont<'c> {
     next: Option<&'c Cont<'c>>,
 }
 
+/// Longest list of fields one path can record.
+const TRAIL: usize = 16;
+
 struct Run<'h> {
     hay: &'h str,
     years: YearRange,
     caps: [(u32, u32); NSLOTS],
+    /// The separator of `(?P<_sep>…)`; every path sets it before it is compared again, so
+    /// backtracking needs not restore it.
     sep: u8,
+    /// The slots recorded on the current path, cleared again on backtracking. A program
+    /// records each slot at most once per path, so clearing means unsetting.
+    trail: [u8; TRAIL],
+    trail_len: usize,
 }
 
 impl Run<'_> {
-    fn m(&mut self, nodes: &'static [Node], k: Option<&Cont<'_>>, pos: usize) -> Option<usize> {
-        let Some((node, rest)) = nodes.split_first() else {
-            return match k {
-                Some(c) => self.m(c.nodes, c.next, pos),
-                None => boundary_ok(self.hay, pos).then_some(pos),
-            };
-        };
-        let bytes = self.hay.as_bytes();
-        match node {
-            Node::Lit(b) => {
-                if bytes.get(pos) == Some(b) {
-                    self.m(rest, k, pos + 1)
-                } else {
-                    None
-                }
-            }
-            Node::OneOf(set) => match bytes.get(pos) {
-                Some(b) if set.contains(b) => self.m(rest, k, pos + 1),
-                _ => None,
-            },
-            Node::Sep(set) => match bytes.get(pos) {
-                Some(b) if set.contains(b) => {
-                    let old = self.sep;
-                    self.sep = *b;
-                    let r = self.m(rest, k, pos + 1);
-                    if r.is_none() {
-                        self.sep = old;
-                    }
-                    r
-                }
-                _ => None,
-            },
-            Node::SepRef => {
-                if bytes.get(pos) == Some(&self.sep) {
-                    self.m(rest, k, pos + 1)
-                } else {
-                    None
-                }
-            }
-            Node::F(field) => {
-                let mut cands = Cands::default();
-                field.candidates(&bytes[pos..], self.years, &mut cands);
-                let slot = field.slot() as usize;
-                let old = self.caps[slot];
-                for &l in &cands.len[..cands.n] {
-                    let end = pos + usize::from(l);
-                    self.caps[slot] = (pos as u32, end as u32);
-                    if let Some(e) = self.m(rest, k, end) {
-                        return Some(e);
-                    }
-                }
-                self.caps[slot] = old;
-                None
-            }
-            Node::Ws => {
-                let mut end = pos;
-                while let Some(c) = char_at(self.hay, end) {
-                    if !is_space(c) {
-                        break;
-                    }
-                    end += c.len_utf8();
-                }
-                self.m(rest, k, end)
-            }
-            Node::Digits(min, max) => {
-                let run = bytes[pos..]
-                    .iter()
-                    .take(usize::from(*max))
-                    .take_while(|c| dig(**c))
-                    .count();
-                for n in (usize::from(*min)..=run).rev() {
-                    if let Some(e) = self.m(rest, k, pos + n) {
-                        return Some(e);
-                    }
-                }
-                None
-            }
-            Node::Hex(n) => {
-                let n = usize::from(*n);
-                let ok = bytes.len() >= pos + n
-                    && bytes[pos..pos + n]
-                        .iter()
-                        .all(|c| dig(*c) || within(*c, b'a', b'f'));
-                if ok { self.m(rest, k, pos + n) } else { None }
-            }
-            Node::WordBoundary => {
-                if word_before(self.hay, pos) != word_at(self.hay, pos) {
-                    self.m(rest, k, pos)
-                } else {
-                    None
-                }
-            }
-            Node::Opt(inner) => {
-                let c = Cont {
-                    nodes: rest,
-                    next: k,
-                };
-                if let Some(e) = self.m(inner, Some(&c), pos) {
-                    return Some(e);
-                }
-                self.m(rest, k, pos)
-            }
-            Node::Alt(alts) => {
-                let c = Cont {
-                    nodes: rest,
-                    next: k,
-                };
-                for a in *alts {
-                    if let Some(e) = self.m(a, Some(&c), pos) {
-                        return Some(e);
-                    }
-                }
-                None
-            }
+    fn set_cap(&mut self, slot: Slot, value: (u32, u32)) {
+        let i = slot as usize;
+        if self.caps[i] == UNSET && self.trail_len < TRAIL {
+            self.trail[self.trail_len] = slot as u8;
+            self.trail_len += 1;
         }
+        debug_assert!(self.trail_len <= TRAIL);
+        self.caps[i] = value;
+    }
+
+    fn set_sep(&mut self, c: u8) {
+        self.sep = c;
+    }
+
+    fn undo(&mut self, mark: usize) {
+        while self.trail_len > mark {
+            self.trail_len -= 1;
+            self.caps[usize::from(self.trail[self.trail_len])] = UNSET;
+        }
+    }
+
+    /// Runs `nodes`, then the continuation `k`, from `pos`; returns the end of the first
+    /// successful path. Straight-line steps loop; only real choices recurse.
+    fn m<'a>(
+        &mut self,
+        mut nodes: &'static [Node],
+        mut k: Option<&'a Cont<'a>>,
+        mut pos: usize,
+    ) -> Option<usize> {
+        let mark = self.trail_len;
+        let bytes = self.hay.as_bytes();
+        let result = 'run: loop {
+            let Some((node, rest)) = nodes.split_first() else {
+                match k {
+                    Some(c) => {
+                        nodes = c.nodes;
+                        k = c.next;
+                        continue;
+                    }
+                    None => break boundary_ok(self.hay, pos).then_some(pos),
+                }
+            };
+            match node {
+                Node::Lit(b) => {
+                    if bytes.get(pos) != Some(b) {
+                        break None;
+                    }
+                    pos += 1;
+                }
+                Node::OneOf(set) => match bytes.get(pos) {
+                    Some(b) if in_set(set, *b) => pos += 1,
+                    _ => break None,
+                },
+                Node::Sep(set) => match bytes.get(pos) {
+                    Some(b) if in_set(set, *b) => {
+                        self.set_sep(*b);
+                        pos += 1;
+                    }
+                    _ => break None,
+                },
+                Node::SepRef => {
+                    if bytes.get(pos) != Some(&self.sep) {
+                        break None;
+                    }
+                    pos += 1;
+                }
+                Node::Ws => {
+                    while let Some(c) = char_at(self.hay, pos) {
+                        if !is_space(c) {
+                            break;
+                        }
+                        pos += c.len_utf8();
+                    }
+                }
+                Node::Hex(n) => {
+                    let n = usize::from(*n);
+                    let ok = bytes.len() >= pos + n
+                        && bytes[pos..pos + n]
+                            .iter()
+                            .all(|c| dig(*c) || within(*c, b'a', b'f'));
+                    if !ok {
+                        break None;
+                    }
+                    pos += n;
+                }
+                Node::WordBoundary => {
+                    if word_before(self.hay, pos) == word_at(self.hay, pos) {
+                        break None;
+                    }
+                }
+                Node::F(field) => {
+                    let mut cands = Cands::default();
+                    field.candidates(&bytes[pos..], self.years, &mut cands);
+                    if cands.n > 1 {
+                        // Drop lengths the next literal rules out at once: it saves a
+                        // recursion per field and changes no result.
+                        cands.retain(|l| fits_next(rest, bytes.get(pos + usize::from(l))));
+                    }
+                    let slot = field.slot();
+                    match cands.n {
+                        0 => break None,
+                        1 => {
+                            let end = pos + usize::from(cands.len[0]);
+                            self.set_cap(slot, (pos as u32, end as u32));
+                            pos = end;
+                        }
+                        _ => {
+                            for &l in &cands.len[..cands.n] {
+                                let end = pos + usize::from(l);
+                                let m2 = self.trail_len;
+                                self.set_cap(slot, (pos as u32, end as u32));
+                                if let Some(e) = self.m(rest, k, end) {
+                                    break 'run Some(e);
+                                }
+                                self.undo(m2);
+                            }
+                            break None;
+                        }
+                    }
+                }
+                Node::Digits(min, max) => {
+                    let run = bytes[pos..]
+                        .iter()
+                        .take(usize::from(*max))
+                        .take_while(|c| dig(**c))
+                        .count();
+                    let min = usize::from(*min);
+                    if run < min {
+                        break None;
+                    }
+                    if run == min {
+                        pos += run;
+                    } else {
+                        for n in (min..=run).rev() {
+                            if let Some(e) = self.m(rest, k, pos + n) {
+                                break 'run Some(e);
+                            }
+                        }
+                        break None;
+                    }
+                }
+                Node::Opt(inner) => {
+                    if !fits_next(inner, bytes.get(pos)) {
+                        // The optional part cannot start here: skip it.
+                        nodes = rest;
+                        continue;
+                    }
+                    let c = Cont {
+                        nodes: rest,
+                        next: k,
+                    };
+                    let m2 = self.trail_len;
+                    if let Some(e) = self.m(inner, Some(&c), pos) {
+                        break Some(e);
+                    }
+                    self.undo(m2);
+                }
+                Node::Alt(alts) => {
+                    let c = Cont {
+                        nodes: rest,
+                        next: k,
+                    };
+                    for a in *alts {
+                        let m2 = self.trail_len;
+                        if let Some(e) = self.m(a, Some(&c), pos) {
+                            break 'run Some(e);
+                        }
+                        self.undo(m2);
+                    }
+                    break None;
+                }
+            }
+            nodes = rest;
+        };
+        if result.is_none() {
+            self.undo(mark);
+        }
+        result
     }
 }
 
@@ -777,15 +881,15 @@ impl Program {
         }
     }
 
-    fn try_at(&self, hay: &str, p: usize) -> Option<(usize, [(u32, u32); NSLOTS])> {
-        let mut run = Run {
+    fn run<'h>(&self, hay: &'h str) -> Run<'h> {
+        Run {
             hay,
             years: self.years,
             caps: [UNSET; NSLOTS],
             sep: 0,
-        };
-        let end = run.m(self.nodes, None, p)?;
-        Some((end, run.caps))
+            trail: [0; TRAIL],
+            trail_len: 0,
+        }
     }
 
     /// The leftmost match in `line[pos..endpos]`, like Python's `search(line, pos,
@@ -795,6 +899,14 @@ impl Program {
     pub(crate) fn search(&self, line: &str, pos: usize, endpos: usize) -> Option<NativeMatch> {
         let hay = &line[..endpos];
         let bytes = hay.as_bytes();
+        // One run for all start positions: a failed attempt unwinds its captures, so the
+        // state is clean for the next one.
+        let mut run: Option<Run<'_>> = None;
+        let mut try_at = |p: usize| {
+            let r = run.get_or_insert_with(|| self.run(hay));
+            let end = r.m(self.nodes, None, p)?;
+            Some((end, r.caps))
+        };
         let found = |start: usize, p: usize, (end, caps): (usize, _)| NativeMatch {
             start,
             group: p..end,
@@ -810,7 +922,7 @@ impl Program {
                     if self.start == Start::Word && !boundary_ok(hay, p) {
                         continue;
                     }
-                    if let Some(r) = self.try_at(hay, p) {
+                    if let Some(r) = try_at(p) {
                         return Some(found(p, p, r));
                     }
                 }
@@ -827,7 +939,7 @@ impl Program {
                     if !allowed {
                         continue;
                     }
-                    if let Some(r) = self.try_at(hay, p) {
+                    if let Some(r) = try_at(p) {
                         return Some(found(p, p, r));
                     }
                 }
@@ -837,7 +949,7 @@ impl Program {
                 if pos != 0 {
                     return None;
                 }
-                self.try_at(hay, 0).map(|r| found(0, 0, r))
+                try_at(0).map(|r| found(0, 0, r))
             }
             Start::LineBegin => {
                 if pos != 0 {
@@ -861,7 +973,7 @@ impl Program {
                     if p < bytes.len() && !self.first.contains(bytes[p]) {
                         continue;
                     }
-                    if let Some(r) = self.try_at(hay, p) {
+                    if let Some(r) = try_at(p) {
                         return Some(found(0, p, r));
                     }
                 }

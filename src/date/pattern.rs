@@ -644,8 +644,8 @@ impl RegexTemplate {
     pub(crate) fn value(
         &self,
         m: &RegexMatch<'_>,
-        now: jiff::civil::DateTime,
-        zone: &jiff::tz::TimeZone,
+        now: &super::fields::CivilNow,
+        zone: &mut super::fields::LocalZone,
     ) -> Option<jiff::Timestamp> {
         if let Some(long) = self.epoch {
             let text = m.caps.get(2)?.as_str();
@@ -787,7 +787,9 @@ mod tests {
         let m = t.search(line, 0, line.len()).unwrap();
         assert_eq!(m.group, Some(0..19));
         let now = jiff::civil::datetime(2005, 8, 14, 12, 0, 0, 0);
-        let ts = t.value(&m, now, &jiff::tz::TimeZone::UTC).unwrap();
+        let mut utc = super::super::fields::LocalZone::new(jiff::tz::TimeZone::UTC);
+        let now = super::super::fields::CivilNow::new(now);
+        let ts = t.value(&m, &now, &mut utc).unwrap();
         assert_eq!(ts.as_second(), 1_124_013_600);
         // `^` holds only at the line start, also when searching from further on.
         assert!(t.search(line, 1, line.len()).is_none());

@@ -2,16 +2,14 @@
 
 use std::ops::Range;
 
-use jiff::Timestamp;
-use jiff::civil::DateTime;
-use jiff::tz::TimeZone;
-
 use super::error::DateError;
+use super::fields::{CivilNow, LocalZone};
 use super::native::{self, DEFAULTS, NativeMatch, Program, Start, Value, YearRange};
 use super::pattern::{
     self, LINE_BEGIN, LINE_END, RegexMatch, RegexTemplate, WORD_BEGIN, WORD_END,
     find_epoch_placeholders,
 };
+use jiff::Timestamp;
 
 /// How a template finds its date.
 #[derive(Debug, Clone)]
@@ -92,8 +90,8 @@ impl Template {
         &self,
         line: &str,
         hit: &Hit<'_>,
-        now: DateTime,
-        zone: &TimeZone,
+        now: &CivilNow,
+        zone: &mut LocalZone,
     ) -> Option<Timestamp> {
         match (&self.matcher, &hit.found) {
             (Matcher::Native { value, .. }, Found::Native(m)) => match value {
