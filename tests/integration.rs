@@ -4,4 +4,5 @@ mod support;
 
 mod date_compat;
 mod date_props;
+mod date_zone;
 mod support_selftest;

@@ -677,6 +677,12 @@ mod tests {
     }
 
     #[test]
+    fn detectors_can_move_between_threads() {
+        fn send_sync<T: Send + Sync + Clone>() {}
+        send_sync::<DateDetector>();
+    }
+
+    #[test]
     fn none_takes_now_and_cuts_nothing() {
         let mut d = detector(Some("{NONE}"));
         assert!(d.is_none());
