@@ -145,7 +145,20 @@ impl DateDetector {
             "{NONE}" => self.append(line, none_template(), false)?,
             _ if contains_date_keyword(&key) => {
                 let ignore_dup = !self.templates.is_empty();
-                for t in date_templates(line, years)? {
+                // Errors name the line as written, not one of its expansions.
+                let templates = date_templates(line, years).map_err(|e| match e {
+                    DateError::Regex { reason, .. } => DateError::Regex {
+                        pattern: line.to_string(),
+                        reason,
+                    },
+                    DateError::UnknownCode { code, .. } => DateError::UnknownCode {
+                        pattern: line.to_string(),
+                        at: line.find(&code).unwrap_or(0),
+                        code,
+                    },
+                    other => other,
+                })?;
+                for t in templates {
                     self.append(line, t, ignore_dup)?;
                 }
             }
@@ -713,6 +726,21 @@ mod tests {
         let d = DateDetector::new(Some("{^LN-BEG}Epoch\n{^LN-BEG}"), TimeZone::UTC).unwrap();
         assert_eq!(d.template_count(), 17);
         assert_eq!(d.template_name(0), "{^LN-BEG}Epoch");
+    }
+
+    #[test]
+    fn errors_name_the_line_as_written() {
+        let err = DateDetector::new(Some("^(x{DATE}"), TimeZone::UTC).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("datepattern \"^(x{DATE}\": invalid regular expression"),
+            "{err}"
+        );
+        let err = DateDetector::new(Some("^%q {DATE}"), TimeZone::UTC).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "datepattern \"^%q {DATE}\": unknown format code \"%q\" at byte 1"
+        );
     }
 
     #[test]

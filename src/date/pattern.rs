@@ -117,7 +117,8 @@ fn expand_codes(pattern: &str, years: YearRange) -> Result<(String, String), Dat
         let expansion = code.and_then(|c| code_expansion(c, years).map(|e| (c, e)));
         let Some((code, (code_re, code_name))) = expansion else {
             let at = pattern.len() - rest.len() + i;
-            let shown: String = pattern[at..].chars().take(4).collect();
+            let width = if after.starts_with("Ex") { 4 } else { 2 };
+            let shown: String = pattern[at..].chars().take(width).collect();
             return Err(DateError::UnknownCode {
                 pattern: pattern.to_string(),
                 code: shown,
