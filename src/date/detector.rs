@@ -19,8 +19,8 @@ use super::fields::{CivilNow, LocalZone};
 use super::native::YearRange;
 use super::pattern::LINE_BEGIN;
 use super::template::{
-    Hit, Template, contains_date_keyword, date_templates, default_templates, none_template,
-    pattern_template,
+    Hit, Matcher, Template, contains_date_keyword, date_templates, default_templates,
+    none_template, pattern_template,
 };
 
 /// A date found in a line.
@@ -75,6 +75,16 @@ pub struct DateDetector {
     none: bool,
     /// The last "now" converted to civil time, by its whole second.
     civil_cache: Option<(i64, CivilNow)>,
+    memo: Memo,
+}
+
+/// The last native date text read, with the second it was read in and its time.
+#[derive(Debug, Clone)]
+struct Memo {
+    template: usize,
+    second: i64,
+    text: String,
+    time: Option<Timestamp>,
 }
 
 /// fail2ban holds a template back for five minutes before letting another one take its
@@ -116,6 +126,12 @@ impl DateDetector {
             zone: LocalZone::new(zone),
             none: false,
             civil_cache: None,
+            memo: Memo {
+                template: usize::MAX,
+                second: 0,
+                text: String::new(),
+                time: None,
+            },
         };
         let lines: Vec<&str> = datepattern
             .unwrap_or("")
@@ -243,8 +259,30 @@ impl DateDetector {
         if span.is_empty() {
             return Some(unparsed(span));
         }
-        let civil_now = self.civil_now(now);
-        match self.templates[template].value(line, &hit, &civil_now, &mut self.zone) {
+        let text = &line[span.clone()];
+        let second = now.as_second();
+        // A native date depends on its text and the current second only: bursts of lines
+        // stamped with the same second reuse the last result.
+        let native = matches!(self.templates[template].matcher, Matcher::Native { .. });
+        let time = if native
+            && self.memo.template == template
+            && self.memo.second == second
+            && self.memo.text == text
+        {
+            self.memo.time
+        } else {
+            let civil_now = self.civil_now(now);
+            let time = self.templates[template].value(line, &hit, &civil_now, &mut self.zone);
+            if native {
+                self.memo.template = template;
+                self.memo.second = second;
+                self.memo.text.clear();
+                self.memo.text.push_str(text);
+                self.memo.time = time;
+            }
+            time
+        };
+        match time {
             Some(time) => Some(DateMatch {
                 time,
                 span,
@@ -693,6 +731,23 @@ mod tests {
     fn detectors_can_move_between_threads() {
         fn send_sync<T: Send + Sync + Clone>() {}
         send_sync::<DateDetector>();
+    }
+
+    #[test]
+    fn repeated_dates_follow_now() {
+        let mut d = detector(None);
+        let line = "Aug 15 10:30:00 host x";
+        let t = |d: &mut DateDetector, now: i64| {
+            d.detect(line, Timestamp::from_second(now).unwrap())
+                .unwrap()
+                .time
+                .as_second()
+        };
+        // More than a day ahead of now: last year, also when read again.
+        assert_eq!(t(&mut d, NOW), 1_092_565_800);
+        assert_eq!(t(&mut d, NOW), 1_092_565_800);
+        // An hour later it is within a day: this year.
+        assert_eq!(t(&mut d, NOW + 3600), 1_124_101_800);
     }
 
     #[test]

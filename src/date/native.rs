@@ -127,6 +127,20 @@ fn fits_next(nodes: &[Node], next: Option<&u8>) -> bool {
     }
 }
 
+/// False when `nodes` starts with something that cannot match at the start of `s`
+/// (a literal, a byte set, or a field with no candidate).
+#[inline]
+fn can_start(nodes: &[Node], s: &[u8], years: YearRange) -> bool {
+    match nodes.first() {
+        Some(Node::F(f)) => {
+            let mut c = Cands::default();
+            f.candidates(s, years, &mut c);
+            c.n > 0
+        }
+        _ => fits_next(nodes, s.first()),
+    }
+}
+
 impl Cands {
     fn retain(&mut self, keep: impl Fn(u8) -> bool) {
         let mut n = 0;
@@ -598,10 +612,12 @@ fn char_at(hay: &str, i: usize) -> Option<char> {
     }
 }
 
+#[inline]
 fn word_before(hay: &str, i: usize) -> bool {
     char_before(hay, i).is_some_and(is_word)
 }
 
+#[inline]
 fn word_at(hay: &str, i: usize) -> bool {
     char_at(hay, i).is_some_and(is_word)
 }
@@ -778,7 +794,7 @@ impl Run<'_> {
                     }
                 }
                 Node::Opt(inner) => {
-                    if !fits_next(inner, bytes.get(pos)) {
+                    if !can_start(inner, &bytes[pos..], self.years) {
                         // The optional part cannot start here: skip it.
                         nodes = rest;
                         continue;
