@@ -6,6 +6,7 @@
 //! to cut out of the line before the failregex is applied. The default templates are
 //! native recognisers; custom patterns are regular expressions with strptime `%` codes.
 
+mod defaults;
 mod detector;
 mod error;
 mod fields;

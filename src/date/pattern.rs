@@ -651,11 +651,11 @@ impl RegexTemplate {
         if let Some(long) = self.epoch {
             let text = m.caps.get(2)?.as_str();
             let kind = if long {
-                super::native::Value::LongEpoch
+                super::defaults::Value::LongEpoch
             } else {
-                super::native::Value::Epoch
+                super::defaults::Value::Epoch
             };
-            return super::native::epoch_value(text, kind);
+            return super::defaults::epoch_value(text, kind);
         }
         let caps = self
             .keys

@@ -2,9 +2,10 @@
 
 use std::ops::Range;
 
+use super::defaults::{self, DEFAULTS, Value};
 use super::error::DateError;
 use super::fields::{CivilNow, LocalZone};
-use super::native::{self, DEFAULTS, NativeMatch, Program, Start, Value, YearRange};
+use super::native::{NativeMatch, Program, Start, YearRange};
 use super::pattern::{
     self, LINE_BEGIN, LINE_END, RegexMatch, RegexTemplate, WORD_BEGIN, WORD_END,
     find_epoch_placeholders,
@@ -97,9 +98,9 @@ impl Template {
             (Matcher::Native { value, .. }, Found::Native(m)) => match value {
                 Value::Fields => m.fields(line).resolve(now, zone),
                 Value::Epoch | Value::LongEpoch => {
-                    native::epoch_value(&line[m.group.clone()], *value)
+                    defaults::epoch_value(&line[m.group.clone()], *value)
                 }
-                Value::Tai64n => native::tai64n_value(&line[m.group.clone()]),
+                Value::Tai64n => defaults::tai64n_value(&line[m.group.clone()]),
             },
             (Matcher::Regex(re), Found::Regex(m)) => re.value(m, now, zone),
             _ => None,
@@ -117,7 +118,7 @@ fn native(name: String, flags: u8, weight: f64, program: Program, value: Value) 
 }
 
 /// The name fail2ban gives a default template.
-fn default_name(d: &native::DefaultTemplate, years: YearRange) -> String {
+fn default_name(d: &defaults::DefaultTemplate, years: YearRange) -> String {
     match (d.pattern, d.keyword) {
         (Some(p), _) => pattern::expand_pattern(p, years)
             .map(|e| e.name)
@@ -254,7 +255,7 @@ pub(crate) fn pattern_template(p: &str, years: YearRange) -> Result<Template, Da
             _ => None,
         };
         if let Some((long, line)) = epoch {
-            let (nodes, value, name) = native::epoch_program(long);
+            let (nodes, value, name) = defaults::epoch_program(long);
             let start = if line { Start::LineBegin } else { Start::Epoch };
             let name = if line {
                 format!("{{^LN-BEG}}{name}")
@@ -280,7 +281,7 @@ pub(crate) fn pattern_template(p: &str, years: YearRange) -> Result<Template, Da
             name.to_string(),
             start_flags(start),
             1.0,
-            Program::new(native::tai64n_program(), start, years),
+            Program::new(defaults::tai64n_program(), start, years),
             Value::Tai64n,
         ));
     }
