@@ -95,3 +95,81 @@ proptest! {
         }
     }
 }
+
+/// Pieces of datepatterns, valid and not.
+fn pattern_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "%",
+            "%%",
+            "%Y",
+            "%m",
+            "%d",
+            "%H:%M:%S",
+            "%Ex",
+            "%ExY",
+            "%b",
+            "%z",
+            "%Z",
+            "%s",
+            "%j",
+            "{DATE}",
+            "{date}",
+            "{^LN-BEG}",
+            "{UNB}",
+            "{NONE}",
+            "{DEFAULT}",
+            "EPOCH",
+            "{EPOCH}",
+            "{LEPOCH}",
+            "TAI64N",
+            "(",
+            ")",
+            "(?P<x>",
+            "(?P=x)",
+            "(?(x)",
+            "(?i)",
+            "**",
+            "^",
+            "$",
+            "\\",
+            "[",
+            "]",
+            "{",
+            "}",
+            "|",
+            "?",
+            "*",
+            "+",
+            ".",
+            "\n",
+            " ",
+            "日",
+            "é)",
+            "\\d+",
+            "(?=",
+            "(?<=a)",
+        ])
+        .prop_map(str::to_string),
+        "\\PC{0,3}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn any_datepattern_builds_or_fails_cleanly(
+        pieces in prop::collection::vec(pattern_piece(), 0..8),
+        line in line(),
+    ) {
+        let pattern = pieces.concat();
+        if let Ok(mut d) = DateDetector::new(Some(&pattern), TimeZone::UTC) {
+            let now = Timestamp::from_second(1_124_013_600).unwrap();
+            if let Some(m) = d.detect(&line, now) {
+                prop_assert!(m.span.end <= line.len());
+                prop_assert!(line.is_char_boundary(m.span.start) && line.is_char_boundary(m.span.end));
+            }
+        }
+    }
+}

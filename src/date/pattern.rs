@@ -263,7 +263,8 @@ fn strip_stars(s: &str) -> String {
         out.replace_range(head..head + 2, "");
     }
     let t = out.trim_end_matches(')').len();
-    if t >= 2 && &out[t - 2..t] == "**" && (t == 2 || out.as_bytes()[t - 3] != b'\\') {
+    let b = out.as_bytes();
+    if t >= 2 && &b[t - 2..t] == b"**" && (t == 2 || b[t - 3] != b'\\') {
         out.replace_range(t - 2..t, "");
     }
     out
@@ -754,6 +755,15 @@ mod tests {
         );
         assert!(expand_pattern("50%", years()).is_err());
         assert!(expand_pattern("%Exq", years()).is_err());
+    }
+
+    #[test]
+    fn odd_patterns_do_not_panic() {
+        for p in [
+            "%H 日)", "日**)", "(日**", "é$)", "(?i)日", "**", "()", "{UNB}", "%%",
+        ] {
+            let _ = expand_pattern(p, years());
+        }
     }
 
     #[test]

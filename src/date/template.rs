@@ -210,15 +210,14 @@ fn unbound(p: &str) -> &str {
 /// The templates `{DATE}` in `pre` expands to: each default, unanchored, put in place of
 /// `{DATE}`.
 pub(crate) fn date_templates(pre: &str, years: YearRange) -> Result<Vec<Template>, DateError> {
+    // EPOCH and TAI64N have no `%` form: fail2ban puts their names in place of `{DATE}`,
+    // which makes a keyword again only when nothing but an anchor surrounds it, and else
+    // a literal word.
     DEFAULTS
         .iter()
-        .map(|d| match (d.pattern, d.keyword) {
-            (Some(p), _) => pattern_template(&substitute_date(pre, unbound(p)), years),
-            // EPOCH and TAI64N have no `%` form: fail2ban puts their names in place of
-            // `{DATE}`, which is a keyword again only when nothing but an anchor surrounds
-            // it, and else a literal.
-            (None, Some(k)) => pattern_template(&substitute_date(pre, unbound(k)), years),
-            (None, None) => unreachable!("every default has a pattern or a keyword"),
+        .map(|d| {
+            let date = d.pattern.or(d.keyword).unwrap_or_default();
+            pattern_template(&substitute_date(pre, unbound(date)), years)
         })
         .collect()
 }
