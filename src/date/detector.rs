@@ -40,6 +40,19 @@ pub struct DateMatch {
     pub parsed: bool,
 }
 
+impl DateMatch {
+    /// The text before and after the date: fail2ban matches the failregex against the two
+    /// joined.
+    pub fn around<'a>(&self, line: &'a str) -> (&'a str, &'a str) {
+        let start = self.span.start.min(line.len());
+        let end = self.span.end.clamp(start, line.len());
+        match (line.get(..start), line.get(end..)) {
+            (Some(before), Some(after)) => (before, after),
+            _ => ("", line),
+        }
+    }
+}
+
 /// A template's place in the detector's current order, with its counters.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -748,6 +761,17 @@ mod tests {
         assert_eq!(t(&mut d, NOW), 1_092_565_800);
         // An hour later it is within a day: this year.
         assert_eq!(t(&mut d, NOW + 3600), 1_124_101_800);
+    }
+
+    #[test]
+    fn text_around_the_date() {
+        let mut d = detector(None);
+        let line = "Aug 14 09:30:00 host sshd[1]: x";
+        let m = d.detect(line, now()).unwrap();
+        assert_eq!(m.around(line), ("", " host sshd[1]: x"));
+        let line = "[14/Aug/2005:09:30:00 +0000] x";
+        let m = d.detect(line, now()).unwrap();
+        assert_eq!(m.around(line), ("[", "] x"));
     }
 
     #[test]
