@@ -89,6 +89,9 @@ pub struct DateDetector {
     /// The last "now" converted to civil time, by its whole second.
     civil_cache: Option<(i64, CivilNow)>,
     memo: Memo,
+    /// Word starts of the line being searched (valid while `starts_valid`).
+    starts: Vec<u32>,
+    starts_valid: bool,
 }
 
 /// The last native date text read, with the second it was read in and its time.
@@ -145,6 +148,8 @@ impl DateDetector {
                 text: String::new(),
                 time: None,
             },
+            starts: Vec::new(),
+            starts_valid: false,
         };
         let lines: Vec<&str> = datepattern
             .unwrap_or("")
@@ -332,7 +337,18 @@ impl DateDetector {
         pos: usize,
         endpos: usize,
     ) -> Option<Hit<'t>> {
-        let hit = self.templates[template].search(line, pos, endpos);
+        // Whole-line searches share the line's word starts, computed at the first one.
+        let starts = if pos == 0 && endpos == line.len() && self.templates[template].word_bounded()
+        {
+            if !self.starts_valid {
+                super::native::word_starts(line, &mut self.starts);
+                self.starts_valid = true;
+            }
+            Some(self.starts.as_slice())
+        } else {
+            None
+        };
+        let hit = self.templates[template].search(line, pos, endpos, starts);
         if hit.is_some() {
             self.found[template] += 1;
         }
@@ -341,6 +357,7 @@ impl DateDetector {
 
     /// fail2ban's `matchTime`: the winning template (stable index) and its match.
     fn match_time<'t>(&mut self, line: &'t str, now: Timestamp) -> Option<(usize, Hit<'t>)> {
+        self.starts_valid = false;
         let n = self.order.len();
         let mut best: Option<(Hit<'t>, usize, usize)> = None; // hit, distance, index
         let mut winner: Option<(Hit<'t>, usize)> = None;

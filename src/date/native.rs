@@ -629,6 +629,17 @@ fn boundary_ok(hay: &str, i: usize) -> bool {
     !(word_before(hay, i) && word_at(hay, i))
 }
 
+/// The positions of `line` where a word-bounded template may start: an ASCII byte that is
+/// not between two word characters. Computed once per line for all templates.
+pub(crate) fn word_starts(line: &str, out: &mut Vec<u32>) {
+    out.clear();
+    for (p, b) in line.bytes().enumerate() {
+        if b.is_ascii() && boundary_ok(line, p) {
+            out.push(p as u32);
+        }
+    }
+}
+
 /// The continuation of a match: the nodes still to run after the current group.
 struct Cont<'c> {
     nodes: &'static [Node],
@@ -912,7 +923,25 @@ impl Program {
     /// endpos)`: the text after `endpos` is invisible, the text before `pos` is still seen
     /// by boundary checks, and `^` holds only at the true line start. `pos` and `endpos`
     /// must be character boundaries.
+    /// Whether a match may start anywhere not inside a word.
+    pub(crate) fn word_bounded(&self) -> bool {
+        self.start == Start::Word
+    }
+
+    #[cfg(test)]
     pub(crate) fn search(&self, line: &str, pos: usize, endpos: usize) -> Option<NativeMatch> {
+        self.search_in(line, pos, endpos, None)
+    }
+
+    /// [`Program::search`], given the line's [`word_starts`] when they are known: a
+    /// word-bounded template then visits only those positions.
+    pub(crate) fn search_in(
+        &self,
+        line: &str,
+        pos: usize,
+        endpos: usize,
+        starts: Option<&[u32]>,
+    ) -> Option<NativeMatch> {
         let hay = &line[..endpos];
         let bytes = hay.as_bytes();
         // One run for all start positions: a failed attempt unwinds its captures, so the
@@ -929,6 +958,23 @@ impl Program {
             caps,
         };
         match self.start {
+            Start::Word if starts.is_some() => {
+                let starts = starts.unwrap_or_default();
+                let from = starts.partition_point(|p| (*p as usize) < pos);
+                for &p in &starts[from..] {
+                    let p = p as usize;
+                    if p >= bytes.len() {
+                        break;
+                    }
+                    if !self.first.contains(bytes[p]) {
+                        continue;
+                    }
+                    if let Some(r) = try_at(p) {
+                        return Some(found(p, p, r));
+                    }
+                }
+                None
+            }
             Start::Word | Start::Any => {
                 for (p, &b) in bytes.iter().enumerate().skip(pos) {
                     if !self.first.contains(b) {

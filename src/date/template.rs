@@ -58,19 +58,32 @@ impl Template {
         self.flags & (LINE_BEGIN | LINE_END) != 0
     }
 
+    /// Whether the search visits the line's word starts (see [`super::native::word_starts`]).
+    pub(crate) fn word_bounded(&self) -> bool {
+        matches!(&self.matcher, Matcher::Native { program, .. } if program.word_bounded())
+    }
+
     /// Python's `search(line, pos, endpos)` for this template (byte offsets on character
     /// boundaries).
-    pub(crate) fn search<'t>(&self, line: &'t str, pos: usize, endpos: usize) -> Option<Hit<'t>> {
+    pub(crate) fn search<'t>(
+        &self,
+        line: &'t str,
+        pos: usize,
+        endpos: usize,
+        starts: Option<&[u32]>,
+    ) -> Option<Hit<'t>> {
         if pos > endpos {
             return None;
         }
         match &self.matcher {
-            Matcher::Native { program, .. } => program.search(line, pos, endpos).map(|m| Hit {
-                start: m.start,
-                end: m.group.end,
-                group: Some(m.group.clone()),
-                found: Found::Native(m),
-            }),
+            Matcher::Native { program, .. } => {
+                program.search_in(line, pos, endpos, starts).map(|m| Hit {
+                    start: m.start,
+                    end: m.group.end,
+                    group: Some(m.group.clone()),
+                    found: Found::Native(m),
+                })
+            }
             Matcher::Regex(re) => re.search(line, pos, endpos).map(|m| Hit {
                 start: m.start,
                 end: m.end,
@@ -359,7 +372,7 @@ mod tests {
         assert_eq!(t[16].name, "{^LN-BEG}TAI64N");
         let line = "[31/Oct/2006:09:22:55 -0000] x";
         let t = date_templates(r"^[^\[]*\[({DATE})", years()).unwrap();
-        let hit = t[4].search(line, 0, line.len()).unwrap();
+        let hit = t[4].search(line, 0, line.len(), None).unwrap();
         assert_eq!(hit.group, Some(1..27));
     }
 
