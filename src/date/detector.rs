@@ -1,0 +1,929 @@
+//! The date detector: finds the date in a line with the template list of a datepattern,
+//! choosing among templates and keeping the last one in front as fail2ban does.
+//!
+//! fail2ban's selection is stateful and shapes which date wins when a line holds several:
+//! the template that matched last is tried first, within the same stretch of the line when
+//! the characters around the previous date still fit; a match further into the line than
+//! before is held back while the other templates get a chance to find one nearer the start;
+//! and a template that keeps winning bubbles up the list. This module follows those rules
+//! step for step, with one detector's counters kept to itself (fail2ban shares part of them
+//! among all detectors of a process).
+
+use std::ops::Range;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use super::error::DateError;
+use super::fields::{CivilNow, LocalZone};
+use super::native::YearRange;
+use super::pattern::LINE_BEGIN;
+use super::template::{
+    Hit, Matcher, Template, contains_date_keyword, date_templates, default_templates,
+    none_template, pattern_template,
+};
+
+/// A date found in a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateMatch {
+    /// The time of the date; `now` when `parsed` is false.
+    pub time: Timestamp,
+    /// Byte range of the date in the line: what fail2ban cuts out before the failregex
+    /// sees the line (the text before and after it is joined). Empty when nothing is cut.
+    pub span: Range<usize>,
+    /// The template that matched (an index for [`DateDetector::template_name`]).
+    pub template: usize,
+    /// False when the template matched but gave no date: an empty match (`{NONE}`, an
+    /// optional pattern) or fields that make no valid date (31 April, an unknown zone
+    /// abbreviation). fail2ban then uses the previous line's date if it is less than a
+    /// minute old, else "now"; that choice belongs to the caller.
+    pub parsed: bool,
+}
+
+impl DateMatch {
+    /// The text before and after the date: fail2ban matches the failregex against the two
+    /// joined.
+    pub fn around<'a>(&self, line: &'a str) -> (&'a str, &'a str) {
+        let start = self.span.start.min(line.len());
+        let end = self.span.end.clamp(start, line.len());
+        match (line.get(..start), line.get(end..)) {
+            (Some(before), Some(after)) => (before, after),
+            _ => ("", line),
+        }
+    }
+}
+
+/// A template's place in the detector's current order, with its counters.
+#[derive(Debug, Clone)]
+struct Entry {
+    template: usize,
+    /// How often it gave the date of a line.
+    hits: u64,
+    /// When it last did (seconds, from the caller's clock).
+    last_used: f64,
+    /// Character offset of its last date in its line.
+    distance: usize,
+}
+
+/// Where the last date was: its character offset and the characters on either side.
+#[derive(Debug, Clone, Copy)]
+struct Edge {
+    at: usize,
+    before: Option<char>,
+    after: Option<char>,
+}
+
+/// Finds dates in log lines; one detector per log source, fed that source's lines in order.
+#[derive(Debug, Clone)]
+pub struct DateDetector {
+    templates: Vec<Template>,
+    order: Vec<Entry>,
+    /// Per template: how often a search found something, win or not.
+    found: Vec<u64>,
+    last_start: Edge,
+    last_end: Edge,
+    last_index: Option<usize>,
+    first_unused: usize,
+    zone: LocalZone,
+    none: bool,
+    /// The last "now" converted to civil time, by its whole second.
+    civil_cache: Option<(i64, CivilNow)>,
+    memo: Memo,
+    /// Word starts of the line being searched (valid while `starts_valid`).
+    starts: Vec<u32>,
+    starts_valid: bool,
+}
+
+/// The last native date text read, with the second it was read in and its time.
+#[derive(Debug, Clone)]
+struct Memo {
+    template: usize,
+    second: i64,
+    text: String,
+    time: Option<Timestamp>,
+}
+
+/// fail2ban holds a template back for five minutes before letting another one take its
+/// place in the order regardless of their weights.
+const UNUSED_SECONDS: f64 = 300.0;
+
+impl DateDetector {
+    /// `datepattern`: the filter's datepattern (None = fail2ban defaults).
+    /// `zone`: the zone for dates without one (logtimezone or the local zone).
+    pub fn new(datepattern: Option<&str>, zone: TimeZone) -> Result<DateDetector, DateError> {
+        DateDetector::with_reference_time(datepattern, zone, Timestamp::now())
+    }
+
+    /// Like [`DateDetector::new`], with the time that decides which four-digit years the
+    /// default templates accept: 2000 to the end of the decade three years after it (what
+    /// fail2ban fixes when it starts).
+    pub fn with_reference_time(
+        datepattern: Option<&str>,
+        zone: TimeZone,
+        reference: Timestamp,
+    ) -> Result<DateDetector, DateError> {
+        let years = YearRange::for_year(zone.to_datetime(reference).year());
+        let mut d = DateDetector {
+            templates: Vec::new(),
+            order: Vec::new(),
+            found: Vec::new(),
+            last_start: Edge {
+                at: 1,
+                before: None,
+                after: None,
+            },
+            last_end: Edge {
+                at: usize::MAX,
+                before: None,
+                after: None,
+            },
+            last_index: None,
+            first_unused: 0,
+            zone: LocalZone::new(zone),
+            none: false,
+            civil_cache: None,
+            memo: Memo {
+                template: usize::MAX,
+                second: 0,
+                text: String::new(),
+                time: None,
+            },
+            starts: Vec::new(),
+            starts_valid: false,
+        };
+        let lines: Vec<&str> = datepattern
+            .unwrap_or("")
+            .split('\n')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        for line in &lines {
+            d.append_line(line, years)?;
+        }
+        if d.templates.is_empty() {
+            d.append_defaults(years, false);
+        }
+        d.none = lines.len() == 1 && lines[0].eq_ignore_ascii_case("{NONE}");
+        Ok(d)
+    }
+
+    fn append_line(&mut self, line: &str, years: YearRange) -> Result<(), DateError> {
+        let key = if line.contains('%') {
+            line.to_string()
+        } else {
+            line.to_uppercase()
+        };
+        match key.as_str() {
+            "{^LN-BEG}" => self.append_defaults(years, true),
+            "{DEFAULT}" => self.append_defaults(years, false),
+            "{NONE}" => self.append(line, none_template(), false)?,
+            _ if contains_date_keyword(&key) => {
+                let ignore_dup = !self.templates.is_empty();
+                // Errors name the line as written, not one of its expansions.
+                let templates = date_templates(line, years).map_err(|e| match e {
+                    DateError::Regex { reason, .. } => DateError::Regex {
+                        pattern: line.to_string(),
+                        reason,
+                    },
+                    DateError::UnknownCode { code, .. } => DateError::UnknownCode {
+                        pattern: line.to_string(),
+                        at: line.find(&code).unwrap_or(0),
+                        code,
+                    },
+                    other => other,
+                })?;
+                for t in templates {
+                    self.append(line, t, ignore_dup)?;
+                }
+            }
+            _ => self.append(line, pattern_template(line, years)?, false)?,
+        }
+        Ok(())
+    }
+
+    fn append_defaults(&mut self, years: YearRange, line_begin_only: bool) {
+        let ignore_dup = !self.templates.is_empty();
+        for t in default_templates(years) {
+            if line_begin_only && t.flags & LINE_BEGIN == 0 {
+                continue;
+            }
+            // Duplicates among the defaults are skipped, never reported.
+            let _ = self.append("", t, ignore_dup);
+        }
+    }
+
+    fn append(&mut self, line: &str, t: Template, ignore_dup: bool) -> Result<(), DateError> {
+        if self.templates.iter().any(|x| x.name == t.name) {
+            if ignore_dup {
+                return Ok(());
+            }
+            return Err(DateError::Duplicate {
+                pattern: line.to_string(),
+                name: t.name,
+            });
+        }
+        self.order.push(Entry {
+            template: self.templates.len(),
+            hits: 0,
+            last_used: 0.0,
+            distance: 0x7fff_ffff,
+        });
+        self.templates.push(t);
+        self.found.push(0);
+        Ok(())
+    }
+
+    /// True for `{NONE}`: every line takes "now".
+    pub fn is_none(&self) -> bool {
+        self.none
+    }
+
+    /// Human-readable name of a template (for "Date template hits" in warden test).
+    pub fn template_name(&self, template: usize) -> &str {
+        self.templates.get(template).map_or("", |t| t.name.as_str())
+    }
+
+    /// Number of templates; indexes run from 0 to this.
+    pub fn template_count(&self) -> usize {
+        self.templates.len()
+    }
+
+    /// How many lines a template gave the date of.
+    pub fn template_hits(&self, template: usize) -> u64 {
+        self.order
+            .iter()
+            .find(|e| e.template == template)
+            .map_or(0, |e| e.hits)
+    }
+
+    /// The zone used for dates without one.
+    pub fn zone(&self) -> &TimeZone {
+        self.zone.zone()
+    }
+
+    /// Finds the date in `line`; `now` drives year inference.
+    pub fn detect(&mut self, line: &str, now: Timestamp) -> Option<DateMatch> {
+        let (template, hit) = self.match_time(line, now)?;
+        let span = match &hit.group {
+            Some(g) => g.clone(),
+            None => hit.start..hit.start,
+        };
+        let unparsed = |span| DateMatch {
+            time: now,
+            span,
+            template,
+            parsed: false,
+        };
+        if span.is_empty() {
+            return Some(unparsed(span));
+        }
+        let text = &line[span.clone()];
+        let second = now.as_second();
+        // A native date depends on its text and the current second only: bursts of lines
+        // stamped with the same second reuse the last result.
+        let native = matches!(self.templates[template].matcher, Matcher::Native { .. });
+        let time = if native
+            && self.memo.template == template
+            && self.memo.second == second
+            && self.memo.text == text
+        {
+            self.memo.time
+        } else {
+            let civil_now = self.civil_now(now);
+            let time = self.templates[template].value(line, &hit, &civil_now, &mut self.zone);
+            if native {
+                self.memo.template = template;
+                self.memo.second = second;
+                self.memo.text.clear();
+                self.memo.text.push_str(text);
+                self.memo.time = time;
+            }
+            time
+        };
+        match time {
+            Some(time) => Some(DateMatch {
+                time,
+                span,
+                template,
+                parsed: true,
+            }),
+            None => Some(unparsed(span)),
+        }
+    }
+
+    /// `now` as a civil time in the detector's zone, to the whole second. Dates carry
+    /// whole seconds, so comparing them with the truncated "now" decides the same; the
+    /// conversion is kept for the second, as consecutive lines mostly share it.
+    fn civil_now(&mut self, now: Timestamp) -> CivilNow {
+        let second = now.as_second();
+        match self.civil_cache {
+            Some((s, c)) if s == second => c,
+            _ => {
+                let now = self
+                    .zone
+                    .zone()
+                    .to_datetime(Timestamp::from_second(second).unwrap_or(now));
+                let c = CivilNow::new(now);
+                self.civil_cache = Some((second, c));
+                c
+            }
+        }
+    }
+
+    fn search<'t>(
+        &mut self,
+        template: usize,
+        line: &'t str,
+        pos: usize,
+        endpos: usize,
+    ) -> Option<Hit<'t>> {
+        // Whole-line searches share the line's word starts, computed at the first one.
+        let starts = if pos == 0 && endpos == line.len() && self.templates[template].word_bounded()
+        {
+            if !self.starts_valid {
+                super::native::word_starts(line, &mut self.starts);
+                self.starts_valid = true;
+            }
+            Some(self.starts.as_slice())
+        } else {
+            None
+        };
+        let hit = self.templates[template].search(line, pos, endpos, starts);
+        if hit.is_some() {
+            self.found[template] += 1;
+        }
+        hit
+    }
+
+    /// fail2ban's `matchTime`: the winning template (stable index) and its match.
+    fn match_time<'t>(&mut self, line: &'t str, now: Timestamp) -> Option<(usize, Hit<'t>)> {
+        self.starts_valid = false;
+        let n = self.order.len();
+        let mut best: Option<(Hit<'t>, usize, usize)> = None; // hit, distance, index
+        let mut winner: Option<(Hit<'t>, usize)> = None;
+        let mut skip = usize::MAX;
+
+        if let Some(i) = self.last_index.filter(|i| *i < n) {
+            let template = self.order[i].template;
+            let anchored = self.templates[template].anchored();
+            let hit = if anchored {
+                skip = i;
+                self.search(template, line, 0, line.len())
+            } else if self.same_surroundings(line) {
+                let pos = byte_of_char(line, self.last_start.at);
+                let end = byte_of_char(line, self.last_end.at);
+                self.search(template, line, pos, end)
+            } else {
+                skip = i;
+                self.search(template, line, 0, line.len())
+            };
+            if let Some(hit) = hit {
+                let start = char_index(line, hit.start);
+                let end = char_index(line, hit.end);
+                if n == 1 || anchored || (start == self.last_start.at && end == self.last_end.at) {
+                    winner = Some((hit, i));
+                } else {
+                    // Same template, different place: maybe another format now; look
+                    // through all before settling for it.
+                    best = Some((hit, start, i));
+                }
+            }
+        }
+
+        if winner.is_none() {
+            let mut i = 0;
+            while i < n {
+                if i == skip {
+                    i += 1;
+                    continue;
+                }
+                let template = self.order[i].template;
+                if let Some(hit) = self.search(template, line, 0, line.len()) {
+                    let distance = char_index(line, hit.start);
+                    if i + 1 >= n || self.templates[template].anchored() {
+                        winner = Some((hit, i));
+                        break;
+                    }
+                    // At the line start after earlier wins, and the next template has
+                    // never found anything: nothing better is coming.
+                    if distance == 0
+                        && self.order[i].hits > 0
+                        && self.found[self.order[i + 1].template] == 0
+                    {
+                        winner = Some((hit, i));
+                        break;
+                    }
+                    if distance > self.order[i].distance || distance > self.last_start.at {
+                        // Further into the line than before: possibly a date inside the
+                        // message. Keep the nearest such candidate and go on.
+                        if best.as_ref().is_none_or(|b| distance < b.1) {
+                            best = Some((hit, distance, i));
+                        }
+                        i += 1;
+                        continue;
+                    }
+                    winner = Some((hit, i));
+                    break;
+                }
+                i += 1;
+            }
+            if winner.is_none() {
+                winner = best.map(|(hit, _, i)| (hit, i));
+            }
+        }
+
+        let (hit, mut i) = winner?;
+        let start = char_index(line, hit.start);
+        let end = char_index(line, hit.end);
+        let entry = &mut self.order[i];
+        entry.hits += 1;
+        entry.last_used = now.as_duration().as_secs_f64();
+        entry.distance = start;
+        let template = entry.template;
+        if self.first_unused == i {
+            self.first_unused += 1;
+        }
+        self.last_start = Edge {
+            at: start,
+            before: start.checked_sub(1).and_then(|p| char_at(line, p)),
+            after: char_at(line, start),
+        };
+        self.last_end = Edge {
+            at: end,
+            // At offset 0 fail2ban reads `line[-1]`: the last character.
+            before: match end.checked_sub(1) {
+                Some(p) => char_at(line, p),
+                None => line.chars().next_back(),
+            },
+            after: char_at(line, end),
+        };
+        if i != 0 && Some(i) != self.last_index {
+            i = self.reorder(i);
+        }
+        self.last_index = Some(i);
+        Some((template, hit))
+    }
+
+    /// Whether the characters around the previous date's place still look like a date's
+    /// surroundings in this line, so that the search can stay inside that stretch.
+    fn same_surroundings(&self, line: &str) -> bool {
+        let s = self.last_start;
+        let e = self.last_end;
+        let not_alnum = |c: Option<char>| !c.is_some_and(char::is_alphanumeric);
+        let start_ok = s.at.checked_sub(1).and_then(|p| char_at(line, p)) == s.before
+            || (char_at(line, s.at) == s.after && not_alnum(s.after));
+        let end_ok = char_at(line, e.at) == e.after
+            || (e.at.checked_sub(1).and_then(|p| char_at(line, p)) == e.before
+                && not_alnum(e.before));
+        start_ok && end_ok
+    }
+
+    fn weight(&self, e: &Entry) -> f64 {
+        e.hits as f64 * self.templates[e.template].weight / e.distance.max(1) as f64
+    }
+
+    /// Moves a template that just won towards the front: to the first never-used place or
+    /// half-way up when it outweighs the one there (or that one has been idle for a
+    /// while), else one place up on the same terms.
+    fn reorder(&mut self, num: usize) -> usize {
+        let entry = &self.order[num];
+        let idle_before = entry.last_used - UNUSED_SECONDS;
+        let weight = self.weight(entry);
+        let movable = |d: &DateDetector, pos: usize| {
+            weight > d.weight(&d.order[pos]) || idle_before > d.order[pos].last_used
+        };
+        let mut pos = if self.first_unused < num {
+            self.first_unused
+        } else {
+            num / 2
+        };
+        if !movable(self, pos) {
+            if pos == num - 1 {
+                return num;
+            }
+            pos = num - 1;
+            if !movable(self, pos) {
+                return num;
+            }
+        }
+        let e = self.order.remove(num);
+        self.order.insert(pos, e);
+        while self.first_unused < self.order.len() && self.order[self.first_unused].hits > 0 {
+            self.first_unused += 1;
+        }
+        pos
+    }
+}
+
+/// The character at character index `i`.
+fn char_at(line: &str, i: usize) -> Option<char> {
+    let b = line.as_bytes();
+    if i < b.len() && b[..=i].is_ascii() {
+        return Some(char::from(b[i]));
+    }
+    line.chars().nth(i)
+}
+
+/// Byte offset of character index `i`, clamped to the line's end.
+fn byte_of_char(line: &str, i: usize) -> usize {
+    if i >= line.len() {
+        return if line.is_ascii() {
+            line.len()
+        } else {
+            line.char_indices().nth(i).map_or(line.len(), |(b, _)| b)
+        };
+    }
+    if line.as_bytes()[..i].is_ascii() {
+        return i;
+    }
+    line.char_indices().nth(i).map_or(line.len(), |(b, _)| b)
+}
+
+/// Character index of byte offset `b` (a character boundary).
+fn char_index(line: &str, b: usize) -> usize {
+    let prefix = &line.as_bytes()[..b];
+    if prefix.is_ascii() {
+        b
+    } else {
+        line[..b].chars().count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_124_013_600; // 2005-08-14 10:00:00 UTC
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(NOW).unwrap()
+    }
+
+    fn detector(p: Option<&str>) -> DateDetector {
+        DateDetector::with_reference_time(
+            p,
+            TimeZone::UTC,
+            Timestamp::from_second(1_780_000_000).unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("{p:?}: {e}"))
+    }
+
+    fn secs(t: Timestamp) -> f64 {
+        t.as_nanosecond() as f64 / 1e9
+    }
+
+    /// Every format code through a whole detector; spans and times as fail2ban 1.0.2
+    /// gives them (TZ=UTC, now 2005-08-14 10:00:00).
+    #[test]
+    fn format_codes() {
+        /// Pattern, line, and the date text and time fail2ban finds.
+        type Case = (&'static str, &'static str, Option<(&'static str, f64)>);
+        let cases: &[Case] = &[
+            (
+                "%Y-%m-%d %H:%M:%S",
+                "x 2005-08-14 09:30:00 y",
+                Some(("2005-08-14 09:30:00", 1124011800.0)),
+            ),
+            (
+                "%a %b %d %H:%M:%S %Y",
+                "Sun Aug 14 09:30:00 2005 sshd",
+                Some(("Sun Aug 14 09:30:00 2005", 1124011800.0)),
+            ),
+            (
+                "%A, %B %d %Y %H:%M",
+                "Sunday, AUGUST 14 2005 09:30",
+                Some(("Sunday, AUGUST 14 2005 09:30", 1124011800.0)),
+            ),
+            (
+                "%c",
+                "[Sun Aug 14 09:30:00 2005]",
+                Some(("Sun Aug 14 09:30:00 2005", 1124011800.0)),
+            ),
+            (
+                "%x %X",
+                "08/14/05 09:30:00",
+                Some(("08/14/05 09:30:00", 1124011800.0)),
+            ),
+            (
+                "%d.%m.%y %I:%M:%S %p",
+                "14.08.05 09:30:00 PM",
+                Some(("14.08.05 09:30:00 PM", 1124055000.0)),
+            ),
+            (
+                "%j/%Y %H:%M",
+                "226/2005 09:30",
+                Some(("226/2005 09:30", 1124011800.0)),
+            ),
+            (
+                "%Y %U %w %H:%M",
+                "2005 33 0 09:30",
+                Some(("2005 33 0 09:30", 1124011800.0)),
+            ),
+            (
+                "%Y %W %a %H:%M",
+                "2005 32 Sun 09:30",
+                Some(("2005 32 Sun 09:30", 1124011800.0)),
+            ),
+            (
+                "%Y-%m-%dT%H:%M:%S%z",
+                "2005-08-14T11:30:00+0200",
+                Some(("2005-08-14T11:30:00+0200", 1124011800.0)),
+            ),
+            (
+                "%Y-%m-%dT%H:%M:%S%z",
+                "2005-08-14T09:30:00Z",
+                Some(("2005-08-14T09:30:00Z", 1124011800.0)),
+            ),
+            (
+                "%Y-%m-%d %H:%M:%S %Z",
+                "2005-08-14 11:30:00 CEST",
+                Some(("2005-08-14 11:30:00 CEST", 1124011800.0)),
+            ),
+            (
+                "%ExY%Exm%Exd%ExH%ExM%ExS",
+                "20050814093000",
+                Some(("20050814093000", 1124011800.0)),
+            ),
+            (
+                "%Exy-%Exm-%Exd %Exk:%ExM",
+                "05-08-14  9:30",
+                Some(("05-08-14  9:30", 1124011800.0)),
+            ),
+            (
+                "%d/%m/%Y %l:%M %p",
+                "14/08/2005  9:30 pm",
+                Some(("14/08/2005  9:30 pm", 1124055000.0)),
+            ),
+            (
+                "%Y-%m-%d %H:%M:%S %ExZ",
+                "2005-08-14 11:30:00 CEST",
+                Some(("2005-08-14 11:30:00 CEST", 1124011800.0)),
+            ),
+            (
+                "%Y-%m-%d %H:%M:%S %Exz",
+                "2005-08-14 11:30:00 CET+0100",
+                Some(("2005-08-14 11:30:00 CET+0100", 1124011800.0)),
+            ),
+            (
+                "%Y-%m-%d %H:%M:%S.%f",
+                "2005-08-14 09:30:00.123456",
+                Some(("2005-08-14 09:30:00.123456", 1124011800.0)),
+            ),
+            (
+                "%% %Y-%m-%d %H:%M",
+                "% 2005-08-14 09:30",
+                Some(("% 2005-08-14 09:30", 1124011800.0)),
+            ),
+            // %G, %V and %u are matched but not used.
+            (
+                "%G-%V-%u %H:%M",
+                "2005-32-7 09:30",
+                Some(("2005-32-7 09:30", 1124011800.0)),
+            ),
+            (
+                "%b %d %k:%M:%S",
+                "Aug 14  9:30:00",
+                Some(("Aug 14  9:30:00", 1124011800.0)),
+            ),
+            ("%H:%M:%S", "9:30:00", Some(("9:30:00", 1124011800.0))),
+            // Later than now today: yesterday.
+            ("%H:%M:%S", "11:30:00", Some(("11:30:00", 1123932600.0))),
+            // More than a day ahead: last year; within a day: this year.
+            (
+                "%b %d %H:%M:%S",
+                "Aug 15 10:30:00",
+                Some(("Aug 15 10:30:00", 1092565800.0)),
+            ),
+            (
+                "%b %d %H:%M:%S",
+                "Aug 15 09:30:00",
+                Some(("Aug 15 09:30:00", 1124098200.0)),
+            ),
+            ("%ExY-%m-%d", "2005-8-14", Some(("2005-8-14", 1123977600.0))),
+            (
+                "^%Y-%m-%d %H:%M",
+                "2005-08-14 09:30",
+                Some(("2005-08-14 09:30", 1124011800.0)),
+            ),
+            ("^%Y-%m-%d %H:%M", " 2005-08-14 09:30", None),
+            (
+                "{^LN-BEG}%Y-%m-%d %H:%M",
+                "[2005-08-14 09:30]",
+                Some(("2005-08-14 09:30", 1124011800.0)),
+            ),
+            ("{UNB}%H:%M", "x09:30y", Some(("09:30", 1124011800.0))),
+            ("%H:%M", "x09:30y", None),
+            (
+                "%m/%d %H:%M$",
+                "08/14 09:30",
+                Some(("08/14 09:30", 1124011800.0)),
+            ),
+            ("%m/%d %H:%M$", "08/14 09:30 x", None),
+            (
+                r"^[^|]*\|(%Y-%m-%d)\|",
+                "a|2005-08-14|b",
+                Some(("2005-08-14", 1123977600.0)),
+            ),
+            (r"^\[{EPOCH}\]", "[1124011800.5] x", None),
+            (
+                r"^\[{EPOCH}\]",
+                "[1124011800.500] x",
+                Some(("[1124011800.500]", 1124011800.5)),
+            ),
+            (
+                r"^\[{LEPOCH}\]",
+                "[1124011800500] x",
+                Some(("[1124011800500]", 1124011800.5)),
+            ),
+            // `%s` is warden's: fail2ban 1.0.2 has no such code.
+            ("^%s", "1124011800 x", Some(("1124011800", 1124011800.0))),
+        ];
+        for (p, line, want) in cases {
+            let mut d = detector(Some(p));
+            let got = d.detect(line, now());
+            match (want, got) {
+                (None, None) => {}
+                (Some((text, t)), Some(m)) => {
+                    assert_eq!(&line[m.span.clone()], *text, "{p} on {line:?}");
+                    assert!(m.parsed, "{p} on {line:?}");
+                    assert!(
+                        (secs(m.time) - t).abs() < 1e-6,
+                        "{p} on {line:?}: {} != {t}",
+                        secs(m.time)
+                    );
+                }
+                (want, got) => panic!("{p} on {line:?}: want {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn detectors_can_move_between_threads() {
+        fn send_sync<T: Send + Sync + Clone>() {}
+        send_sync::<DateDetector>();
+    }
+
+    #[test]
+    fn repeated_dates_follow_now() {
+        let mut d = detector(None);
+        let line = "Aug 15 10:30:00 host x";
+        let t = |d: &mut DateDetector, now: i64| {
+            d.detect(line, Timestamp::from_second(now).unwrap())
+                .unwrap()
+                .time
+                .as_second()
+        };
+        // More than a day ahead of now: last year, also when read again.
+        assert_eq!(t(&mut d, NOW), 1_092_565_800);
+        assert_eq!(t(&mut d, NOW), 1_092_565_800);
+        // An hour later it is within a day: this year.
+        assert_eq!(t(&mut d, NOW + 3600), 1_124_101_800);
+    }
+
+    #[test]
+    fn text_around_the_date() {
+        let mut d = detector(None);
+        let line = "Aug 14 09:30:00 host sshd[1]: x";
+        let m = d.detect(line, now()).unwrap();
+        assert_eq!(m.around(line), ("", " host sshd[1]: x"));
+        let line = "[14/Aug/2005:09:30:00 +0000] x";
+        let m = d.detect(line, now()).unwrap();
+        assert_eq!(m.around(line), ("[", "] x"));
+    }
+
+    #[test]
+    fn none_takes_now_and_cuts_nothing() {
+        let mut d = detector(Some("{NONE}"));
+        assert!(d.is_none());
+        let m = d.detect("anything 2005-08-14 09:30:00", now()).unwrap();
+        assert_eq!((m.span, m.parsed, m.time), (0..0, false, now()));
+        assert!(!detector(None).is_none());
+        assert!(!detector(Some("{NONE}\n{^LN-BEG}")).is_none());
+    }
+
+    #[test]
+    fn impossible_date_is_cut_but_unparsed() {
+        let mut d = detector(None);
+        let line = "2005-02-30 10:00:00 sshd[1]: x";
+        let m = d.detect(line, now()).unwrap();
+        assert_eq!(&line[m.span.clone()], "2005-02-30 10:00:00");
+        assert!(!m.parsed);
+        assert_eq!(m.time, now());
+    }
+
+    #[test]
+    fn duplicate_lines_are_reported() {
+        let err = DateDetector::new(Some("%H:%M\n%H:%M"), TimeZone::UTC).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "datepattern \"%H:%M\": there is already a template named \"24hour:Minute\""
+        );
+        // Defaults after a custom line skip their duplicates silently.
+        let d = DateDetector::new(Some("{^LN-BEG}Epoch\n{^LN-BEG}"), TimeZone::UTC).unwrap();
+        assert_eq!(d.template_count(), 17);
+        assert_eq!(d.template_name(0), "{^LN-BEG}Epoch");
+    }
+
+    #[test]
+    fn errors_name_the_line_as_written() {
+        let err = DateDetector::new(Some("^(x{DATE}"), TimeZone::UTC).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("datepattern \"^(x{DATE}\": invalid regular expression"),
+            "{err}"
+        );
+        let err = DateDetector::new(Some("^%q {DATE}"), TimeZone::UTC).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "datepattern \"^%q {DATE}\": unknown format code \"%q\" at byte 1"
+        );
+    }
+
+    #[test]
+    fn template_lists() {
+        assert_eq!(detector(None).template_count(), 31);
+        assert_eq!(detector(Some("")).template_count(), 31);
+        assert_eq!(detector(Some("{DEFAULT}")).template_count(), 31);
+        assert_eq!(detector(Some("{^LN-BEG}")).template_count(), 17);
+        assert_eq!(detector(Some("^{DATE}")).template_count(), 17);
+        assert_eq!(detector(Some("%H:%M\n  \n{^LN-BEG}")).template_count(), 18);
+        assert_eq!(detector(None).template_name(99), "");
+    }
+
+    #[test]
+    fn default_templates_by_name() {
+        let mut d = detector(None);
+        let cases = [
+            (
+                "2005-08-14 09:30:00 host x",
+                "{^LN-BEG}ExYear(?P<_sep>[-/.])Month(?P=_sep)Day(?:T|  ?)24hour:Minute:Second(?:[.,]Microseconds)?(?:\\s*Zone offset)?",
+                "2005-08-14 09:30:00",
+            ),
+            (
+                "Aug 14 09:30:00 host sshd[1]: x",
+                "{^LN-BEG}(?:DAY )?MON Day %k:Minute:Second(?:\\.Microseconds)?(?: ExYear)?",
+                "Aug 14 09:30:00",
+            ),
+            (
+                "192.0.2.1 - - [14/Aug/2005:09:30:00 +0000] \"GET /\"",
+                "Day(?P<_sep>[-/])MON(?P=_sep)ExYear[ :]?24hour:Minute:Second(?:\\.Microseconds)?(?: Zone offset)?",
+                "14/Aug/2005:09:30:00 +0000",
+            ),
+            ("1124011800.000 x", "{^LN-BEG}Epoch", "1124011800.000"),
+            (
+                "@40000000431f0f5a00000000 x",
+                "{^LN-BEG}TAI64N",
+                "@40000000431f0f5a00000000",
+            ),
+            (
+                "050814  9:30:00 [Note] x",
+                "{^LN-BEG}ExYear2ExMonthExDay  ?24hour:Minute:Second",
+                "050814  9:30:00",
+            ),
+            (
+                "<08/14/05@09:30:00> x",
+                "^<Month/Day/ExYear2@24hour:Minute:Second>",
+                "<08/14/05@09:30:00>",
+            ),
+        ];
+        for (line, name, text) in cases {
+            let m = d.detect(line, now()).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(d.template_name(m.template), name, "{line}");
+            assert_eq!(&line[m.span.clone()], text, "{line}");
+            assert!(m.parsed, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_winning_template_moves_up_and_is_tried_first() {
+        let mut d = detector(None);
+        let line = "x [14/Aug/2005:09:30:00 +0000] y";
+        let first = d.detect(line, now()).unwrap();
+        let hits_before = d.found.iter().sum::<u64>();
+        // Same format again: one search (the cached template), no scan of the list.
+        let again = d.detect("x [14/Aug/2005:09:31:00 +0000] y", now()).unwrap();
+        assert_eq!(again.template, first.template);
+        assert_eq!(d.found.iter().sum::<u64>(), hits_before + 1);
+        assert_eq!(d.template_hits(first.template), 2);
+        // It was moved up from its place near the end of the list.
+        let place = d
+            .order
+            .iter()
+            .position(|e| e.template == first.template)
+            .unwrap();
+        assert!(place < first.template, "{place}");
+    }
+
+    #[test]
+    fn local_zone_with_dst() {
+        let tz = TimeZone::posix("CET-01CEST-02,M3.5.0,M10.5.0").unwrap();
+        let mut d = DateDetector::new(None, tz).unwrap();
+        // Summer time: +02:00; winter: +01:00; an explicit zone wins.
+        let t = |d: &mut DateDetector, l: &str| d.detect(l, now()).unwrap().time.as_second();
+        assert_eq!(t(&mut d, "2005-08-14 11:30:00 x"), 1_124_011_800);
+        assert_eq!(t(&mut d, "2005-01-14 10:30:00 x"), 1_105_695_000);
+        assert_eq!(t(&mut d, "2005-08-14 09:30:00Z x"), 1_124_011_800);
+        // In the spring-forward gap: moved forward by the gap.
+        assert_eq!(t(&mut d, "2005-03-27 02:30:00 x"), 1_111_887_000);
+    }
+}
