@@ -2,4 +2,5 @@
 
 mod support;
 
+mod filter_compat;
 mod support_selftest;
