@@ -484,3 +484,86 @@ fn filter_pipeline_agrees_with_fail2ban_on_sample_logs() {
             .join("\n")
     );
 }
+
+fn usedns_name(u: UseDnsMode) -> &'static str {
+    match u {
+        UseDnsMode::Yes => "yes",
+        UseDnsMode::Warn => "warn",
+        UseDnsMode::No => "no",
+        UseDnsMode::Raw => "raw",
+    }
+}
+
+#[test]
+fn pipeline_scenarios_agree_with_fail2ban() {
+    let pkg = fail2ban::package();
+    let scenarios = crate::filter::scenarios();
+    let input: Vec<Value> = scenarios
+        .iter()
+        .map(|sc| {
+            serde_json::json!({
+                "check_all": sc.check_all,
+                "usedns": usedns_name(sc.spec.usedns),
+                "maxlines": sc.spec.maxlines,
+                "prefregex": sc.spec.prefregex,
+                "failregex": sc.spec.failregex,
+                "ignoreregex": sc.spec.ignoreregex,
+                "lines": sc.lines,
+            })
+        })
+        .collect();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/pyoracle/f2b_regex_oracle.py"
+    );
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg("--scenarios")
+        .env("PYTHONPATH", pkg.python_path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("running python3");
+    serde_json::to_writer(child.stdin.take().unwrap(), &input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let results: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let now: jiff::Timestamp = "2005-08-14T10:00:00Z".parse().unwrap();
+    let mut disagreements = Vec::new();
+    let mut resolvable = 0;
+    for (sc, res) in scenarios.iter().zip(results.as_array().unwrap()) {
+        assert!(
+            res.get("error").is_none(),
+            "{}: fail2ban refused: {res}",
+            sc.name
+        );
+        let mut state = FilterState::new(Arc::new(Filter::compile(&sc.spec).unwrap()));
+        for (line, theirs) in sc.lines.iter().zip(res["results"].as_array().unwrap()) {
+            assert!(theirs.get("exception").is_none(), "{}: {theirs}", sc.name);
+            let mut ours = state.process(line, now, sc.check_all);
+            // fail2ban resolved host names (to nothing, here); warden leaves them to the jail.
+            if let LineResult::Matched(fs) = &mut ours {
+                let before = fs.len();
+                fs.retain(|f| !f.needs_dns);
+                resolvable += before - fs.len();
+                if fs.is_empty() {
+                    ours = LineResult::Missed;
+                }
+            }
+            let (ours, theirs) = (ours_as_json(&ours), theirs_as_json(theirs));
+            if ours != theirs {
+                disagreements.push(format!(
+                    "{}: {line:?}\n  fail2ban {theirs}\n  warden   {ours}",
+                    sc.name
+                ));
+            }
+        }
+    }
+    println!(
+        "scenarios: {}, host-name failures left to resolve: {resolvable}, disagreements: {}",
+        scenarios.len(),
+        disagreements.len()
+    );
+    assert!(resolvable > 0);
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}

@@ -2,5 +2,7 @@
 
 mod support;
 
+mod filter;
 mod filter_compat;
+mod filter_props;
 mod support_selftest;

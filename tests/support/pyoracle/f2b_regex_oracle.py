@@ -3,6 +3,7 @@
 Run with fail2ban's package on PYTHONPATH:
 
     python3 f2b_regex_oracle.py CONFIG_DIR TEST_CONFIG_DIR LOGS_DIR > oracle.json
+    python3 f2b_regex_oracle.py --scenarios < scenarios.json > results.json
 
 For every filter in CONFIG_DIR/filter.d (and the zzz-* ones of TEST_CONFIG_DIR) it reads
 the filter as fail2ban's sample tests do, once per option variant that the sample log
@@ -18,6 +19,10 @@ names, and records:
 Filters without a sample log are listed with their regexes only. Finally every distinct
 regex is run against every distinct sample text and the matching pairs are listed (a
 cross-check for false positives).
+
+With --scenarios it reads a list of filters with lines (dates already cut out) and returns
+what fail2ban's pipeline gives for each line, or the error compiling the filter raised.
+Host names never resolve.
 """
 
 import json
@@ -224,7 +229,40 @@ def run_variant(name, basedir, opts, lines_for_variant):
     return conf
 
 
+def run_scenarios():
+    out = []
+    for sc in json.load(sys.stdin):
+        flt = Filter(None)
+        flt.checkAllRegex = sc["check_all"]
+        flt.checkFindTime = False
+        flt.active = True
+        try:
+            flt.setUseDns(sc["usedns"])
+            flt.setMaxLines(sc["maxlines"])
+            if sc.get("prefregex"):
+                flt.prefRegex = sc["prefregex"]
+            for r in sc["failregex"]:
+                flt.addFailRegex(r)
+            for r in sc["ignoreregex"]:
+                flt.addIgnoreRegex(r)
+        except Exception as e:  # noqa: BLE001
+            out.append({"error": str(e)})
+            continue
+        results = []
+        for line in sc["lines"]:
+            try:
+                ret = flt.processLine(("", "", line), TEST_NOW)
+                results.append([[r[0], jsonable(r[1]), fail_json(r[3])] for r in ret])
+            except Exception as e:  # noqa: BLE001
+                results.append({"exception": repr(e)})
+        out.append({"results": results})
+    json.dump(out, sys.stdout)
+
+
 def main():
+    if sys.argv[1:2] == ["--scenarios"]:
+        run_scenarios()
+        return
     config_dir, test_config_dir, logs_dir = sys.argv[1:4]
     result = {"variants": [], "unsampled": [], "errors": [], "cross": []}
     filters = []
