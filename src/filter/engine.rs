@@ -1,11 +1,13 @@
 //! A list of translated regexes compiled for matching, with Python's list semantics: the
 //! lowest-index regex that matches anywhere in the text wins.
 //!
-//! Fast patterns share one leftmost-first `regex-automata` automaton. Its answer is the
-//! lowest matching index whenever every lower-index fast pattern can only match at the
-//! start of the text (the usual case: fail2ban regexes begin with `^`); otherwise an
-//! overlapping pass over a `MatchKind::All` automaton finds the lowest index, whose groups
-//! then come from a search of that pattern alone. Fallback patterns run on fancy-regex,
+//! Fast patterns share one leftmost-first `regex-automata` automaton without groups. Its
+//! answer is the lowest matching index whenever every lower-index fast pattern can only
+//! match at the start of the text (the usual case: fail2ban regexes begin with `^`);
+//! otherwise an overlapping pass over a `MatchKind::All` automaton finds the lowest index.
+//! Groups always come from the winning pattern compiled alone, run on the span already
+//! found: the capture engines cost in proportion to the automaton they run, and one
+//! pattern is a small fraction of a filter's. Fallback patterns run on fancy-regex,
 //! bounded by a backtrack limit, and only when their fast-engine screen matched the text
 //! and their index is below the best fast match.
 
@@ -15,7 +17,7 @@ use fancy_regex::{BytesMode, RegexBuilder};
 use regex_automata::meta;
 use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::util::captures::Captures;
-use regex_automata::{Anchored, Input, MatchKind, PatternID, PatternSet};
+use regex_automata::{Anchored, Input, MatchKind, PatternSet};
 
 use super::translate::{Engine, Translation};
 
@@ -35,10 +37,8 @@ pub struct Entry {
 #[derive(Debug)]
 enum Exec {
     Fast {
-        /// Pattern id in the combined automaton.
-        pid: usize,
-        /// The pattern alone, for unanchored patterns that did not win the combined search.
-        single: Option<meta::Regex>,
+        /// The pattern alone, for its groups.
+        single: meta::Regex,
         /// The exact fancy form, for texts with an inner newline when the pattern has a
         /// non-MULTILINE `$`.
         exact: OnceLock<Option<fancy_regex::Regex>>,
@@ -75,6 +75,17 @@ pub struct MatchStats {
     pub fallback_runs: u64,
 }
 
+/// Reusable search memory for one list, kept by the caller (one per source), so matching
+/// a line allocates nothing in the engines.
+#[derive(Debug)]
+pub struct Scratch {
+    combined: Option<meta::Cache>,
+    fast_all: Option<(meta::Cache, PatternSet)>,
+    screens: Option<(meta::Cache, PatternSet)>,
+    singles: Vec<Option<(meta::Cache, Captures)>>,
+    candidates: Vec<usize>,
+}
+
 /// A compile failure of one regex of the list.
 #[derive(Debug, Clone)]
 pub struct CompileFailure {
@@ -93,7 +104,7 @@ struct Automaton {
 #[derive(Debug)]
 pub struct PatternList {
     entries: Vec<Entry>,
-    /// Leftmost-first, all fast patterns, with groups.
+    /// Leftmost-first, all fast patterns, no groups.
     combined: Option<Automaton>,
     /// `MatchKind::All`, all fast patterns, no groups.
     fast_all: Option<Automaton>,
@@ -113,10 +124,11 @@ fn meta_config(kind: MatchKind, groups: bool, unicode: bool) -> meta::Config {
     meta::Config::new()
         .match_kind(kind)
         .utf8_empty(false)
-        .which_captures(if groups {
-            WhichCaptures::All
-        } else {
-            WhichCaptures::None
+        .which_captures(match (groups, kind) {
+            (true, _) => WhichCaptures::All,
+            // Match spans still need the implicit group when the lazy DFA gives up.
+            (false, MatchKind::LeftmostFirst) => WhichCaptures::Implicit,
+            (false, _) => WhichCaptures::None,
         })
         .hybrid_cache_capacity(if unicode { CACHE_UNICODE } else { CACHE_ASCII })
 }
@@ -169,18 +181,11 @@ impl PatternList {
                     let Some((_, hir)) = &tr.fast else {
                         unreachable!("fast translation without a fast form")
                     };
-                    let single = if tr.start_anchored {
-                        None
-                    } else {
-                        Some(
-                            build(&[hir], MatchKind::LeftmostFirst, true, unicode)
-                                .map_err(|message| CompileFailure { index, message })?,
-                        )
-                    };
+                    let single = build(&[hir], MatchKind::LeftmostFirst, true, unicode)
+                        .map_err(|message| CompileFailure { index, message })?;
                     fast_hirs.push(hir.clone());
                     fast_entries.push(index);
                     Exec::Fast {
-                        pid: fast_entries.len() - 1,
                         single,
                         exact: OnceLock::new(),
                     }
@@ -222,7 +227,7 @@ impl PatternList {
                 entry_of: of.to_vec(),
             }))
         };
-        let combined = automaton(&fast_hirs, &fast_entries, MatchKind::LeftmostFirst, true)?;
+        let combined = automaton(&fast_hirs, &fast_entries, MatchKind::LeftmostFirst, false)?;
         let fast_all = automaton(&fast_hirs, &fast_entries, MatchKind::All, false)?;
         let screens = automaton(&screen_hirs, &screen_entries, MatchKind::All, false)?;
         let mut unanchored_before = Vec::with_capacity(entries.len());
@@ -262,6 +267,32 @@ impl PatternList {
         &self.entries
     }
 
+    /// Search memory for this list.
+    pub fn scratch(&self) -> Scratch {
+        Scratch {
+            combined: self.combined.as_ref().map(|a| a.re.create_cache()),
+            fast_all: self
+                .fast_all
+                .as_ref()
+                .map(|a| (a.re.create_cache(), PatternSet::new(a.re.pattern_len()))),
+            screens: self
+                .screens
+                .as_ref()
+                .map(|a| (a.re.create_cache(), PatternSet::new(a.re.pattern_len()))),
+            singles: self
+                .entries
+                .iter()
+                .map(|e| match &e.exec {
+                    Exec::Fast { single, .. } => {
+                        Some((single.create_cache(), single.create_captures()))
+                    }
+                    Exec::Fallback { .. } => None,
+                })
+                .collect(),
+            candidates: Vec::new(),
+        }
+    }
+
     /// Heap bytes of the compiled automata (fancy-regex does not report its size).
     pub fn memory_usage(&self) -> usize {
         let autos = [&self.combined, &self.fast_all, &self.screens]
@@ -273,10 +304,8 @@ impl PatternList {
             .entries
             .iter()
             .map(|e| match &e.exec {
-                Exec::Fast {
-                    single: Some(s), ..
-                } => s.memory_usage(),
-                _ => 0,
+                Exec::Fast { single, .. } => single.memory_usage(),
+                Exec::Fallback { .. } => 0,
             })
             .sum::<usize>();
         autos + singles
@@ -284,6 +313,17 @@ impl PatternList {
 
     /// The lowest-index regex at or after `from` that matches `hay`.
     pub fn search(&self, hay: &[u8], from: usize, stats: &mut MatchStats) -> Option<Hit> {
+        self.search_with(&mut self.scratch(), hay, from, stats)
+    }
+
+    /// [`PatternList::search`] with caller-kept search memory (from [`PatternList::scratch`]).
+    pub fn search_with(
+        &self,
+        scratch: &mut Scratch,
+        hay: &[u8],
+        from: usize,
+        stats: &mut MatchStats,
+    ) -> Option<Hit> {
         if from >= self.entries.len() {
             return None;
         }
@@ -291,14 +331,14 @@ impl PatternList {
             .get(..hay.len().saturating_sub(1))
             .is_some_and(|h| h.contains(&b'\n'));
         let fast = if inner_newline && self.any_plain_dollar {
-            self.fast_generic(hay, from, true, stats)
+            self.fast_generic(scratch, hay, from, true, stats)
         } else if from == 0 {
-            self.fast_first(hay, stats)
+            self.fast_first(scratch, hay, stats)
         } else {
-            self.fast_generic(hay, from, false, stats)
+            self.fast_generic(scratch, hay, from, false, stats)
         };
         let limit = fast.as_ref().map(|h| h.index).unwrap_or(self.entries.len());
-        if let Some(hit) = self.fallback_below(hay, from, limit, stats) {
+        if let Some(hit) = self.fallback_below(scratch, hay, from, limit, stats) {
             return Some(hit);
         }
         fast
@@ -306,67 +346,86 @@ impl PatternList {
 
     /// Every regex that matches `hay`, in list order.
     pub fn search_all(&self, hay: &[u8], stats: &mut MatchStats) -> Vec<Hit> {
+        let mut scratch = self.scratch();
         let mut hits = Vec::new();
         let mut from = 0;
-        while let Some(h) = self.search(hay, from, stats) {
+        while let Some(h) = self.search_with(&mut scratch, hay, from, stats) {
             from = h.index + 1;
             hits.push(h);
         }
         hits
     }
 
-    fn fast_first(&self, hay: &[u8], stats: &mut MatchStats) -> Option<Hit> {
+    fn fast_first(&self, scratch: &mut Scratch, hay: &[u8], stats: &mut MatchStats) -> Option<Hit> {
         let combined = self.combined.as_ref()?;
-        let mut caps = combined.re.create_captures();
-        combined.re.search_captures(&Input::new(hay), &mut caps);
-        let pid = caps.pattern()?;
-        let winner = combined.entry_of[pid.as_usize()];
-        if !self.unanchored_before[winner] {
-            return Some(hit_from(winner, &caps));
+        let cache = scratch.combined.as_mut()?;
+        let m = combined.re.search_with(cache, &Input::new(hay))?;
+        let winner = combined.entry_of[m.pattern().as_usize()];
+        if self.unanchored_before[winner] {
+            // An unanchored pattern with a lower index may match further right.
+            self.fast_candidates(scratch, hay);
+            let lowest = *scratch.candidates.first()?;
+            if lowest != winner {
+                return self.fast_exact(scratch, lowest, hay, false, stats);
+            }
         }
-        // An unanchored pattern with a lower index may match further right.
-        let lowest = self.fast_candidates(hay).into_iter().next()?;
-        if lowest == winner {
-            Some(hit_from(winner, &caps))
-        } else {
-            self.fast_exact(lowest, hay, false, stats)
-        }
+        // The winner's own automaton, on the span found: the same match, with groups.
+        let Exec::Fast { single, .. } = &self.entries[winner].exec else {
+            return None;
+        };
+        let (cache, caps) = scratch.singles[winner].as_mut()?;
+        let input = Input::new(hay)
+            .span(m.start()..m.end())
+            .anchored(Anchored::Yes);
+        single.search_captures_with(cache, &input, caps);
+        caps.is_match().then(|| hit_from(winner, caps))
     }
 
     fn fast_generic(
         &self,
+        scratch: &mut Scratch,
         hay: &[u8],
         from: usize,
         inner_newline: bool,
         stats: &mut MatchStats,
     ) -> Option<Hit> {
-        self.fast_candidates(hay)
-            .into_iter()
-            .filter(|&i| i >= from)
-            .find_map(|i| self.fast_exact(i, hay, inner_newline, stats))
+        self.fast_candidates(scratch, hay);
+        let candidates = std::mem::take(&mut scratch.candidates);
+        let hit = candidates
+            .iter()
+            .filter(|&&i| i >= from)
+            .find_map(|&i| self.fast_exact(scratch, i, hay, inner_newline, stats));
+        scratch.candidates = candidates;
+        hit
     }
 
-    /// Fast entries whose pattern matches somewhere in `hay`, ascending.
-    fn fast_candidates(&self, hay: &[u8]) -> Vec<usize> {
-        let Some(all) = &self.fast_all else {
-            return Vec::new();
+    /// Fills `scratch.candidates` with the fast entries whose pattern matches somewhere in
+    /// `hay`, ascending.
+    fn fast_candidates(&self, scratch: &mut Scratch, hay: &[u8]) {
+        scratch.candidates.clear();
+        let (Some(all), Some((cache, set))) = (&self.fast_all, scratch.fast_all.as_mut()) else {
+            return;
         };
-        let mut set = PatternSet::new(all.re.pattern_len());
-        all.re.which_overlapping_matches(&Input::new(hay), &mut set);
-        set.iter().map(|p| all.entry_of[p.as_usize()]).collect()
+        set.clear();
+        all.re
+            .which_overlapping_matches_with(cache, &Input::new(hay), set);
+        scratch
+            .candidates
+            .extend(set.iter().map(|p| all.entry_of[p.as_usize()]));
     }
 
     /// Groups of fast entry `index`, known to match (or, with an inner newline and a
     /// plain `$`, possibly only matching the fast form).
     fn fast_exact(
         &self,
+        scratch: &mut Scratch,
         index: usize,
         hay: &[u8],
         inner_newline: bool,
         stats: &mut MatchStats,
     ) -> Option<Hit> {
         let entry = &self.entries[index];
-        let Exec::Fast { pid, single, exact } = &entry.exec else {
+        let Exec::Fast { single, exact } = &entry.exec else {
             return None;
         };
         if inner_newline && entry.translation.plain_dollar {
@@ -382,25 +441,15 @@ impl PatternList {
                 return run_fancy(re, index, hay, stats);
             }
         }
-        match single {
-            Some(re) => {
-                let mut caps = re.create_captures();
-                re.search_captures(&Input::new(hay), &mut caps);
-                caps.is_match().then(|| hit_from(index, &caps))
-            }
-            None => {
-                let combined = self.combined.as_ref()?;
-                let mut caps = combined.re.create_captures();
-                let input = Input::new(hay).anchored(Anchored::Pattern(PatternID::new(*pid).ok()?));
-                combined.re.search_captures(&input, &mut caps);
-                caps.is_match().then(|| hit_from(index, &caps))
-            }
-        }
+        let (cache, caps) = scratch.singles[index].as_mut()?;
+        single.search_captures_with(cache, &Input::new(hay), caps);
+        caps.is_match().then(|| hit_from(index, caps))
     }
 
     /// The lowest fallback entry in `from..limit` that matches.
     fn fallback_below(
         &self,
+        scratch: &mut Scratch,
         hay: &[u8],
         from: usize,
         limit: usize,
@@ -413,17 +462,19 @@ impl PatternList {
         {
             return None;
         }
-        let mut candidates: Vec<usize> = self
-            .unscreened
-            .iter()
-            .copied()
-            .filter(|&i| i >= from && i < limit)
-            .collect();
-        if let Some(screens) = &self.screens {
-            let mut set = PatternSet::new(screens.re.pattern_len());
+        let mut candidates = std::mem::take(&mut scratch.candidates);
+        candidates.clear();
+        candidates.extend(
+            self.unscreened
+                .iter()
+                .copied()
+                .filter(|&i| i >= from && i < limit),
+        );
+        if let (Some(screens), Some((cache, set))) = (&self.screens, scratch.screens.as_mut()) {
+            set.clear();
             screens
                 .re
-                .which_overlapping_matches(&Input::new(hay), &mut set);
+                .which_overlapping_matches_with(cache, &Input::new(hay), set);
             candidates.extend(
                 set.iter()
                     .map(|p| screens.entry_of[p.as_usize()])
@@ -431,17 +482,101 @@ impl PatternList {
             );
         }
         candidates.sort_unstable();
-        candidates
-            .into_iter()
-            .find_map(|i| match &self.entries[i].exec {
+        let hit = candidates
+            .iter()
+            .find_map(|&i| match &self.entries[i].exec {
                 Exec::Fallback { fancy } => run_fancy(fancy, i, hay, stats),
                 Exec::Fast { .. } => None,
-            })
+            });
+        scratch.candidates = candidates;
+        hit
     }
 
     /// Whether the list was compiled with Unicode classes.
     pub fn unicode(&self) -> bool {
         self.unicode
+    }
+}
+
+/// Finds where a prefregex's trailing `<F-CONTENT>.+</F-CONTENT>$` starts with one DFA
+/// search (see [`super::translate::ContentPrefix`]).
+#[derive(Debug)]
+pub struct ContentFinder {
+    re: meta::Regex,
+    /// The part before the content with its groups: cheaper than the whole prefregex for
+    /// the groups a failregex match needs (its span is only the line's prefix).
+    groups: meta::Regex,
+    min: u32,
+}
+
+/// What a [`ContentFinder`] learnt about a text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentStart {
+    /// The prefregex cannot match.
+    NoMatch,
+    /// The prefregex matches and its content starts here and ends before the final `\n`.
+    At(usize),
+    /// Only a full search can tell.
+    Unknown,
+}
+
+impl ContentFinder {
+    pub fn new(prefix: &super::translate::ContentPrefix, unicode: bool) -> Result<Self, String> {
+        Ok(ContentFinder {
+            re: build(&[&prefix.hir], MatchKind::LeftmostFirst, false, unicode)?,
+            groups: build(
+                &[&prefix.groups_hir],
+                MatchKind::LeftmostFirst,
+                true,
+                unicode,
+            )?,
+            min: prefix.min,
+        })
+    }
+
+    pub fn cache(&self) -> (meta::Cache, meta::Cache, Captures) {
+        (
+            self.re.create_cache(),
+            self.groups.create_cache(),
+            self.groups.create_captures(),
+        )
+    }
+
+    pub fn memory_usage(&self) -> usize {
+        self.re.memory_usage() + self.groups.memory_usage()
+    }
+
+    /// Groups of the part before the content, for a text [`ContentFinder::find`] placed.
+    /// Group indices are those of the whole prefregex.
+    pub fn groups(
+        &self,
+        cache: &mut (meta::Cache, meta::Cache, Captures),
+        hay: &[u8],
+        content_start: usize,
+    ) -> Option<Hit> {
+        let (_, gcache, caps) = cache;
+        let input = Input::new(hay).span(0..content_start);
+        self.groups.search_captures_with(gcache, &input, caps);
+        caps.is_match().then(|| hit_from(0, caps))
+    }
+
+    /// `hay` must be one line followed by `\n`, with no other newline.
+    pub fn find(
+        &self,
+        cache: &mut (meta::Cache, meta::Cache, Captures),
+        hay: &[u8],
+    ) -> ContentStart {
+        let Some(last) = hay.len().checked_sub(1) else {
+            return ContentStart::Unknown;
+        };
+        if hay[last] != b'\n' || hay[..last].contains(&b'\n') {
+            return ContentStart::Unknown;
+        }
+        match self.re.search_with(&mut cache.0, &Input::new(hay)) {
+            None => ContentStart::NoMatch,
+            Some(m) if m.end() + self.min as usize <= last => ContentStart::At(m.end()),
+            Some(_) => ContentStart::Unknown,
+        }
     }
 }
 

@@ -23,7 +23,7 @@
 //! names are never resolved here — a failure carrying one says so (`needs_dns`) and the
 //! jail resolves it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ use serde::Serialize;
 pub use crate::config::model::UseDns as UseDnsMode;
 
 use super::addr::{self, Cidr, Converted};
-use super::engine::{Hit, MatchStats, PatternList};
+use super::engine::{ContentFinder, ContentStart, Hit, MatchStats, PatternList, Scratch};
 use super::tags;
 use super::translate::{self, Engine, TranslateOptions, Translation};
 
@@ -128,15 +128,18 @@ pub enum FilterError {
     MaxLines,
 }
 
+/// A group name, shared between the filter and the failures it produces.
+type Name = Arc<str>;
+
 /// Group handling of one compiled regex.
 #[derive(Debug)]
 struct RegexMeta {
     /// Python group names by group index.
-    names: Vec<Option<String>>,
+    names: Vec<Option<Name>>,
     /// `alt_*` groups: (group name, target name), sorted as fail2ban sorts them.
-    alts: Vec<(String, String)>,
+    alts: Vec<(Name, Name)>,
     /// `tuple_*` groups: (group name, target name), sorted.
-    tuples: Vec<(String, String)>,
+    tuples: Vec<(Name, Name)>,
     /// Group indices of `skiplinesN`, in N order.
     skiplines: Vec<usize>,
 }
@@ -150,9 +153,9 @@ impl RegexMeta {
                 continue;
             }
             if let Some(target) = complex_target(name, "alt_") {
-                alts.push((name.clone(), target));
+                alts.push((Name::from(name.as_str()), Name::from(target)));
             } else if let Some(target) = complex_target(name, "tuple_") {
-                tuples.push((name.clone(), target));
+                tuples.push((Name::from(name.as_str()), Name::from(target)));
             }
         }
         alts.sort();
@@ -170,7 +173,11 @@ impl RegexMeta {
             }
         }
         RegexMeta {
-            names: tr.names.clone(),
+            names: tr
+                .names
+                .iter()
+                .map(|n| n.as_deref().map(Name::from))
+                .collect(),
             alts,
             tuples,
             skiplines,
@@ -205,6 +212,8 @@ pub struct Filter {
     maxlines: usize,
     usedns: UseDnsMode,
     prefregex: Option<CompiledList>,
+    /// Finds a trailing `<F-CONTENT>` of the prefregex without a capture engine.
+    content_finder: Option<ContentFinder>,
     failregex: CompiledList,
     ignoreregex: CompiledList,
     engines: Vec<EngineInfo>,
@@ -275,12 +284,7 @@ impl Filter {
         };
         let failregex = compile_list(RegexKind::Failregex, &spec.failregex, spec.maxlines > 1)?;
         let ignoreregex = compile_list(RegexKind::Ignoreregex, &spec.ignoreregex, false)?;
-        let has_id = |m: &RegexMeta| {
-            m.names
-                .iter()
-                .flatten()
-                .any(|n| ID_GROUPS.contains(&n.as_str()))
-        };
+        let has_id = |m: &RegexMeta| m.names.iter().flatten().any(|n| ID_GROUPS.contains(&&**n));
         let pref_has_id = prefregex.as_ref().is_some_and(|p| has_id(&p.meta[0]));
         if !pref_has_id && let Some(index) = failregex.meta.iter().position(|m| !has_id(m)) {
             return Err(FilterError::NoFailureId {
@@ -288,10 +292,23 @@ impl Filter {
                 regex: spec.failregex[index].clone(),
             });
         }
+        // The content shortcut needs one-line texts.
+        let content_finder = match (&spec.prefregex, spec.maxlines) {
+            (Some(p), 1) => translate::content_prefix(
+                &tags::localise_global_flags(&tags::expand(p, spec.usedns)),
+                TranslateOptions {
+                    multiline: false,
+                    unicode: spec.unicode,
+                },
+            )
+            .and_then(|cp| ContentFinder::new(&cp, spec.unicode).ok()),
+            _ => None,
+        };
         Ok(Filter {
             maxlines: spec.maxlines,
             usedns: spec.usedns,
             prefregex,
+            content_finder,
             failregex,
             ignoreregex,
             engines,
@@ -309,7 +326,11 @@ impl Filter {
             .iter()
             .chain([&self.failregex, &self.ignoreregex])
             .map(|l| l.list.memory_usage())
-            .sum()
+            .sum::<usize>()
+            + self
+                .content_finder
+                .as_ref()
+                .map_or(0, ContentFinder::memory_usage)
     }
 
     pub fn failregex_count(&self) -> usize {
@@ -451,7 +472,7 @@ fn truthy(v: Option<&Option<Value>>) -> bool {
 /// fail2ban's failure dictionary: the regex groups plus the keys the pipeline adds.
 #[derive(Debug, Clone, Default)]
 struct FailData {
-    groups: BTreeMap<String, Option<Value>>,
+    groups: BTreeMap<Name, Option<Value>>,
     users: Option<BTreeSet<String>>,
     matches: Option<Vec<BufLine>>,
     nofail_matches: Option<Vec<BufLine>>,
@@ -520,7 +541,8 @@ pub enum LineResult {
 
 #[derive(Debug)]
 struct MlfidEntry {
-    key: String,
+    /// Insertion sequence number (position in the FIFO order).
+    seq: u64,
     expires: Timestamp,
     data: FailData,
 }
@@ -529,52 +551,75 @@ struct MlfidEntry {
 /// expired entries first, expiry fixed when an entry is set.
 #[derive(Debug, Default)]
 struct MlfidCache {
-    entries: Vec<MlfidEntry>,
+    map: HashMap<String, MlfidEntry>,
+    /// Keys in insertion order; entries whose sequence number no longer matches the map
+    /// are stale (removed or re-inserted) and skipped.
+    order: VecDeque<(u64, String)>,
+    seq: u64,
 }
 
 impl MlfidCache {
-    fn get(&mut self, key: &str, now: Timestamp) -> Option<&mut FailData> {
-        let i = self.entries.iter().position(|e| e.key == key)?;
-        if self.entries[i].expires > now {
-            return Some(&mut self.entries[i].data);
-        }
-        self.entries.remove(i);
-        None
+    /// Removes a live entry to work on it; [`MlfidCache::restore`] puts it back in its
+    /// place. An expired entry is dropped.
+    fn take(&mut self, key: &str, now: Timestamp) -> Option<MlfidEntry> {
+        let e = self.map.remove(key)?;
+        (e.expires > now).then_some(e)
+    }
+
+    fn restore(&mut self, key: &str, entry: MlfidEntry) {
+        self.map.insert(key.to_string(), entry);
     }
 
     fn set(&mut self, key: &str, data: FailData, now: Timestamp) {
-        if self.entries.len() >= MLFID_MAX_ENTRIES {
-            while !self.entries.is_empty() {
-                let e = self.entries.remove(0);
-                if e.expires > now && self.entries.len() < MLFID_MAX_ENTRIES {
+        if self.map.len() >= MLFID_MAX_ENTRIES {
+            while let Some((seq, k)) = self.order.pop_front() {
+                let live = self.map.get(&k).is_some_and(|e| e.seq == seq);
+                if !live {
+                    continue;
+                }
+                let e = self.map.remove(&k);
+                if e.is_some_and(|e| e.expires > now) && self.map.len() < MLFID_MAX_ENTRIES {
                     break;
                 }
             }
         }
         let expires = now + MLFID_MAX_AGE;
-        match self.entries.iter_mut().find(|e| e.key == key) {
+        match self.map.get_mut(key) {
+            // Re-setting a key keeps its place in the order, as in a Python dict.
             Some(e) => {
                 e.data = data;
                 e.expires = expires;
             }
-            None => self.entries.push(MlfidEntry {
-                key: key.to_string(),
-                expires,
-                data,
-            }),
+            None => {
+                self.seq += 1;
+                self.order.push_back((self.seq, key.to_string()));
+                self.map.insert(
+                    key.to_string(),
+                    MlfidEntry {
+                        seq: self.seq,
+                        expires,
+                        data,
+                    },
+                );
+            }
+        }
+        if self.order.len() > 2 * self.map.len() + 16 {
+            let map = &self.map;
+            self.order
+                .retain(|(seq, k)| map.get(k).is_some_and(|e| e.seq == *seq));
         }
     }
+}
 
-    /// Stores a changed entry back without touching its expiry.
-    fn replace(&mut self, key: &str, data: FailData) {
-        if let Some(e) = self.entries.iter_mut().find(|e| e.key == key) {
-            e.data = data;
-        }
-    }
-
-    fn unset(&mut self, key: &str) {
-        self.entries.retain(|e| e.key != key);
-    }
+/// What becomes of a session's merged failure once the line is done with it.
+#[derive(Debug)]
+enum Keep {
+    /// Not cached (the session ended).
+    Drop,
+    /// A new session entry.
+    Set,
+    /// Back into its old place, with its old expiry.
+    Restore { seq: u64, expires: Timestamp },
 }
 
 /// Per-source state: the multi-line buffer and the session cache.
@@ -585,11 +630,23 @@ pub struct FilterState {
     mlfid: MlfidCache,
     stats: MatchStats,
     prefregex_matched: Option<bool>,
+    pre_scratch: Option<Scratch>,
+    fail_scratch: Scratch,
+    ignore_scratch: Scratch,
+    content_cache: Option<(
+        regex_automata::meta::Cache,
+        regex_automata::meta::Cache,
+        regex_automata::util::captures::Captures,
+    )>,
 }
 
 impl FilterState {
     pub fn new(filter: Arc<Filter>) -> Self {
         FilterState {
+            pre_scratch: filter.prefregex.as_ref().map(|p| p.list.scratch()),
+            content_cache: filter.content_finder.as_ref().map(ContentFinder::cache),
+            fail_scratch: filter.failregex.list.scratch(),
+            ignore_scratch: filter.ignoreregex.list.scratch(),
             filter,
             buffer: Vec::new(),
             mlfid: MlfidCache::default(),
@@ -647,45 +704,84 @@ impl FilterState {
         let filter = self.filter.clone();
         let f = &*filter;
         let line = BufLine::new(parts);
-        if f.maxlines > 1 {
-            self.buffer.push(line);
+        // The buffer as it was when the line arrived (matched lines are taken from it).
+        let org_lines: Vec<BufLine>;
+        let org: &[BufLine] = if f.maxlines > 1 {
+            self.buffer.push(line.clone());
             if self.buffer.len() > f.maxlines {
                 let excess = self.buffer.len() - f.maxlines;
                 self.buffer.drain(..excess);
             }
+            org_lines = self.buffer.clone();
+            &org_lines
         } else {
             self.buffer.clear();
-            self.buffer.push(line);
-        }
-        let org = self.buffer.clone();
-        let mut buf: Option<String> = Some(join(&org));
+            self.buffer.push(line.clone());
+            std::slice::from_ref(&line)
+        };
+        // The regexes see `text[off..]`; `stale` when the buffer changed since it was
+        // joined. In single-line mode the prefregex's content is the tail of the line, so
+        // it is an offset, not a copy.
+        let mut text = join(org);
+        let mut off = 0usize;
+        let mut stale = false;
+        let mut text_is_line = true;
         self.prefregex_matched = None;
 
         let nfail = f.failregex.list.len();
         let nignore = f.ignoreregex.list.len();
-        if nignore > 0 && nignore + 2 < nfail {
-            let text = buf.as_deref().unwrap_or_default();
-            if let Some(ig) = self.ignore_line(text, None, check_all) {
-                return LineResult::Ignored {
-                    ignoreregex: Some(ig),
-                    failregex: None,
-                };
-            }
+        if nignore > 0
+            && nignore + 2 < nfail
+            && let Some(ig) = self.ignore_line(&text, None, check_all)
+        {
+            return LineResult::Ignored {
+                ignoreregex: Some(ig),
+                failregex: None,
+            };
         }
 
-        let mut pre_groups: BTreeMap<String, Option<Value>> = BTreeMap::new();
-        if let Some(pre) = &f.prefregex {
-            let text = buf.as_deref().unwrap_or_default();
-            let Some(hit) = pre.list.search(text.as_bytes(), 0, &mut self.stats) else {
-                self.prefregex_matched = Some(false);
-                return LineResult::Missed;
+        // The prefregex's groups; `None` until a failregex match needs them when the
+        // content was found without running a capture engine.
+        let mut pre_groups: Option<BTreeMap<Name, Option<Value>>> = Some(BTreeMap::new());
+        let mut content_start = None;
+        if f.prefregex.is_some() {
+            let quick = match (&f.content_finder, self.content_cache.as_mut()) {
+                (Some(finder), Some(cache)) => finder.find(cache, text.as_bytes()),
+                _ => ContentStart::Unknown,
             };
-            self.prefregex_matched = Some(true);
-            pre_groups = groups_of(&hit, &pre.meta[0], text);
-            let content = pre_groups.remove("content").flatten();
-            if let Some(c) = content.filter(Value::truthy) {
-                self.buffer = vec![BufLine::content(&c.text())];
-                buf = None;
+            match quick {
+                ContentStart::NoMatch => {
+                    self.prefregex_matched = Some(false);
+                    return LineResult::Missed;
+                }
+                ContentStart::At(k) => {
+                    self.prefregex_matched = Some(true);
+                    pre_groups = None;
+                    content_start = Some(k);
+                    // An empty content replaces nothing (fail2ban tests it for truth).
+                    if k + 1 < text.len() {
+                        off = k;
+                    }
+                }
+                ContentStart::Unknown => {
+                    let Some(groups) = self.prefregex_groups(&text) else {
+                        self.prefregex_matched = Some(false);
+                        return LineResult::Missed;
+                    };
+                    self.prefregex_matched = Some(true);
+                    let (mut groups, content_span) = groups;
+                    let content = groups.remove("content").flatten();
+                    if let Some(c) = content.filter(Value::truthy) {
+                        match content_span {
+                            Some((s, e)) if f.maxlines == 1 && e + 1 == text.len() => off = s,
+                            _ => {
+                                self.buffer = vec![BufLine::content(&c.text())];
+                                stale = true;
+                            }
+                        }
+                    }
+                    pre_groups = Some(groups);
+                }
             }
         }
 
@@ -693,54 +789,89 @@ impl FilterState {
         let mut ignored: Option<(usize, usize)> = None;
         let mut from = 0;
         loop {
-            let text = buf.get_or_insert_with(|| join(&self.buffer)).clone();
-            let Some(hit) = f
-                .failregex
-                .list
-                .search(text.as_bytes(), from, &mut self.stats)
-            else {
+            if stale {
+                text = join(&self.buffer);
+                off = 0;
+                stale = false;
+                text_is_line = false;
+            }
+            let hay = &text[off..];
+            let Some(hit) = f.failregex.list.search_with(
+                &mut self.fail_scratch,
+                hay.as_bytes(),
+                from,
+                &mut self.stats,
+            ) else {
                 break;
             };
             let index = hit.index;
             from = index + 1;
             let meta = &f.failregex.meta[index];
-            let groups = groups_of(&hit, meta, &text);
-            let (matched, unmatched) = split_lines(&text, &hit, &org, meta);
+            let groups = groups_of(&hit, meta, hay);
+            let (matched, unmatched) = split_lines(hay, &hit, org, meta);
 
             if nignore > 0
-                && let Some(ig) = self.ignore_line(&text, Some((&matched, &unmatched)), check_all)
+                && let Some(ig) = self.ignore_line(hay, Some((&matched, &unmatched)), check_all)
             {
                 ignored = Some((ig, index));
-                buf = None;
+                // In single-line mode an ignored match leaves the buffer as it was.
+                stale = f.maxlines > 1;
                 if !check_all {
                     break;
                 }
                 continue;
             }
+            let pre = match pre_groups.take() {
+                Some(g) => g,
+                None => {
+                    let line = if text_is_line { None } else { Some(join(org)) };
+                    let line = line.as_deref().unwrap_or(&text);
+                    let mut g = match (
+                        &f.content_finder,
+                        self.content_cache.as_mut(),
+                        content_start,
+                    ) {
+                        (Some(finder), Some(cache), Some(k)) => finder
+                            .groups(cache, line.as_bytes(), k)
+                            .zip(f.prefregex.as_ref())
+                            .map(|(hit, pre)| groups_of(&hit, &pre.meta[0], line)),
+                        _ => self.prefregex_groups(line).map(|(g, _)| g),
+                    }
+                    .unwrap_or_default();
+                    g.remove("content");
+                    g
+                }
+            };
+            let merged = if pre.is_empty() {
+                groups
+            } else {
+                let mut merged = pre.clone();
+                merged.extend(groups);
+                merged
+            };
+            pre_groups = Some(pre);
             if !check_all || f.maxlines > 1 {
                 self.buffer = unmatched;
-                buf = None;
+                stale = true;
             }
             let mut fail = FailData {
-                groups: if pre_groups.is_empty() {
-                    groups
-                } else {
-                    let mut merged = pre_groups.clone();
-                    merged.extend(groups);
-                    merged
-                },
+                groups: merged,
                 ..FailData::default()
             };
             let mlfid = fail.get_str("mlfid");
-            let mut attached = false;
+            // The session the failure belongs to, stored back when the line is done.
+            let mut session: Option<(String, Keep)> = None;
             if let Some(key) = &mlfid {
-                (fail, attached) = self.merge_failure(key, fail, &matched, time);
+                let (merged, keep) = self.merge_failure(key, fail, &matched, time);
+                fail = merged;
                 if truthy(fail.groups.get("nofail")) && !check_all {
+                    self.keep_session(key, keep, fail, time);
                     return LineResult::Ignored {
                         ignoreregex: None,
                         failregex: Some(index),
                     };
                 }
+                session = Some((key.clone(), keep));
             } else {
                 fail.matches = Some(matched);
             }
@@ -766,12 +897,12 @@ impl FilterState {
             if let Some(ip4) = fail.get_str("ip4") {
                 match cidr_of(&fail, Cidr::V4) {
                     Some(c) => id_source = Some((Value::Str(ip4), c, true)),
-                    None => return LineResult::Missed,
+                    None => return self.end_session(session, fail, time, LineResult::Missed),
                 }
             } else if let Some(ip6) = fail.get_str("ip6") {
                 match cidr_of(&fail, Cidr::V6) {
                     Some(c) => id_source = Some((Value::Str(ip6), c, true)),
-                    None => return LineResult::Missed,
+                    None => return self.end_session(session, fail, time, LineResult::Missed),
                 }
             } else if let Some(dns) = fail.get_str("dns") {
                 id_source = Some((Value::Str(dns), default_cidr, raw_ids));
@@ -792,15 +923,11 @@ impl FilterState {
                 None => {
                     fail.mlfpending = true;
                     if !check_all {
-                        if let Some(key) = &mlfid
-                            && attached
-                        {
-                            self.mlfid.replace(key, fail);
-                        }
-                        return LineResult::Ignored {
+                        let r = LineResult::Ignored {
                             ignoreregex: None,
                             failregex: Some(index),
                         };
+                        return self.end_session(session, fail, time, r);
                     }
                     ids.push((
                         Converted {
@@ -829,7 +956,7 @@ impl FilterState {
                         Err(e) => {
                             // fail2ban raises here and loses the whole line.
                             tracing::trace!(regex = index, error = %e, "Unreadable failure id; line dropped");
-                            return LineResult::Missed;
+                            return self.end_session(session, fail, time, LineResult::Missed);
                         }
                     }
                 }
@@ -851,11 +978,11 @@ impl FilterState {
                     }
                 }
             }
-            if attached && let Some(key) = &mlfid {
-                self.mlfid.replace(key, fail.clone());
-            }
             for (c, needs_dns) in ids {
                 failures.push(make_failure(&fail, c, needs_dns, pending, index, time));
+            }
+            if let Some((key, keep)) = session {
+                self.keep_session(&key, keep, fail, time);
             }
             if !check_all {
                 break;
@@ -871,6 +998,27 @@ impl FilterState {
         } else {
             LineResult::Missed
         }
+    }
+
+    /// The prefregex's groups on `text`, with the span of its content group.
+    #[allow(clippy::type_complexity)]
+    fn prefregex_groups(
+        &mut self,
+        text: &str,
+    ) -> Option<(BTreeMap<Name, Option<Value>>, Option<(usize, usize)>)> {
+        let filter = self.filter.clone();
+        let pre = filter.prefregex.as_ref()?;
+        let scratch = self.pre_scratch.as_mut()?;
+        let hit = pre
+            .list
+            .search_with(scratch, text.as_bytes(), 0, &mut self.stats)?;
+        let meta = &pre.meta[0];
+        let span = meta
+            .names
+            .iter()
+            .position(|n| n.as_deref() == Some("content"))
+            .and_then(|i| hit.groups.get(i).copied().flatten());
+        Some((groups_of(&hit, meta, text), span))
     }
 
     /// Runs the ignoreregexes; with a failregex match in multi-line mode only on the lines
@@ -893,11 +1041,12 @@ impl FilterState {
         };
         let mut found = None;
         let mut from = 0;
-        while let Some(h) = f
-            .ignoreregex
-            .list
-            .search(text.as_bytes(), from, &mut self.stats)
-        {
+        while let Some(h) = f.ignoreregex.list.search_with(
+            &mut self.ignore_scratch,
+            text.as_bytes(),
+            from,
+            &mut self.stats,
+        ) {
             found = Some(h.index);
             from = h.index + 1;
             if (!check_all || f.maxlines > 1)
@@ -912,15 +1061,16 @@ impl FilterState {
         found
     }
 
-    /// fail2ban's `_mergeFailure`: returns the merged failure and whether it is the cached
-    /// session entry (later changes must be stored back).
+    /// fail2ban's `_mergeFailure`: returns the merged failure and what to do with it once
+    /// the line is done (fail2ban keeps the dictionary in the cache and changes it in
+    /// place; here it is taken out and put back, see [`FilterState::keep_session`]).
     fn merge_failure(
         &mut self,
         key: &str,
         mut fail: FailData,
         matched: &[BufLine],
         now: Timestamp,
-    ) -> (FailData, bool) {
+    ) -> (FailData, Keep) {
         const NOFAIL: u8 = 1;
         const FORGET: u8 = 2;
         const PREV_NOFAIL: u8 = 4;
@@ -930,7 +1080,7 @@ impl FilterState {
             flags |= GAINED | NOFAIL;
             if !truthy(fail.groups.get("nofail")) {
                 let g = fail.groups.get("mlfgained").cloned().flatten();
-                fail.groups.insert("nofail".to_string(), g);
+                fail.groups.insert(Name::from("nofail"), g);
             }
         } else if truthy(fail.groups.get("nofail")) {
             flags |= NOFAIL;
@@ -944,10 +1094,12 @@ impl FilterState {
             flags |= FORGET;
         }
         let user = fail.get_str("user").filter(|u| !u.is_empty());
-        let attached;
-        let users: Option<BTreeSet<String>>;
-        if let Some(cached) = self.mlfid.get(key, now) {
-            users = update_users(cached, user);
+        let keep;
+        let many_users;
+        if let Some(entry) = self.mlfid.take(key, now) {
+            let mut cached = entry.data;
+            update_users(&mut cached, user);
+            many_users = cached.users.as_ref().is_some_and(|u| u.len() > 1);
             if cached
                 .groups
                 .remove("nofail")
@@ -975,23 +1127,25 @@ impl FilterState {
                     cached.groups.insert(k, v);
                 }
             }
-            fail = cached.clone();
-            if flags & FORGET != 0 {
-                self.mlfid.unset(key);
-                attached = false;
+            fail = cached;
+            keep = if flags & FORGET != 0 {
+                Keep::Drop
             } else {
-                attached = true;
-            }
+                Keep::Restore {
+                    seq: entry.seq,
+                    expires: entry.expires,
+                }
+            };
         } else if flags & FORGET == 0 {
-            users = update_users(&mut fail, user);
-            self.mlfid.set(key, fail.clone(), now);
-            attached = true;
+            update_users(&mut fail, user);
+            many_users = fail.users.as_ref().is_some_and(|u| u.len() > 1);
+            keep = Keep::Set;
         } else {
-            users = None;
-            attached = false;
+            many_users = false;
+            keep = Keep::Drop;
         }
         let pending = std::mem::take(&mut fail.mlfpending);
-        if pending || users.is_some_and(|u| u.len() > 1) {
+        if pending || many_users {
             fail.groups.remove("nofail");
             fail.groups.remove("mlfgained");
             flags &= !(GAINED | NOFAIL);
@@ -1008,19 +1162,45 @@ impl FilterState {
             m.extend(matched.iter().cloned());
             fail.nofail_matches = Some(m);
         }
-        if attached {
-            self.mlfid.replace(key, fail.clone());
+        (fail, keep)
+    }
+
+    /// Stores the session back (if any) and returns `result`.
+    fn end_session(
+        &mut self,
+        session: Option<(String, Keep)>,
+        fail: FailData,
+        now: Timestamp,
+        result: LineResult,
+    ) -> LineResult {
+        if let Some((key, keep)) = session {
+            self.keep_session(&key, keep, fail, now);
         }
-        (fail, attached)
+        result
+    }
+
+    /// Stores a session's failure back after the line changed it.
+    fn keep_session(&mut self, key: &str, keep: Keep, fail: FailData, now: Timestamp) {
+        match keep {
+            Keep::Drop => {}
+            Keep::Set => self.mlfid.set(key, fail, now),
+            Keep::Restore { seq, expires } => self.mlfid.restore(
+                key,
+                MlfidEntry {
+                    seq,
+                    expires,
+                    data: fail,
+                },
+            ),
+        }
     }
 }
 
 /// fail2ban's `_updateUsers`: adds the user to the session's set, creating it.
-fn update_users(fail: &mut FailData, user: Option<String>) -> Option<BTreeSet<String>> {
+fn update_users(fail: &mut FailData, user: Option<String>) {
     if let Some(u) = user {
         fail.users.get_or_insert_with(BTreeSet::new).insert(u);
     }
-    fail.users.clone()
 }
 
 fn convert_value(v: &Value, cidr: Cidr) -> Result<Converted, String> {
@@ -1046,7 +1226,7 @@ fn make_failure(
     let mut fields: BTreeMap<String, String> = fail
         .groups
         .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.text())))
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.text())))
         .collect();
     if let Some(ip) = &fail.ip {
         fields.insert("ip".to_string(), ip.text.clone());
@@ -1072,17 +1252,17 @@ fn make_failure(
 }
 
 /// Named groups of a hit, with fail2ban's `alt_*` and `tuple_*` handling.
-fn groups_of(hit: &Hit, meta: &RegexMeta, text: &str) -> BTreeMap<String, Option<Value>> {
-    let bytes = text.as_bytes();
-    let mut g: BTreeMap<String, Option<Value>> = BTreeMap::new();
+fn groups_of(hit: &Hit, meta: &RegexMeta, text: &str) -> BTreeMap<Name, Option<Value>> {
+    let mut g: BTreeMap<Name, Option<Value>> = BTreeMap::new();
     for (i, name) in meta.names.iter().enumerate() {
         if let Some(name) = name {
-            let v = hit
-                .groups
-                .get(i)
-                .copied()
-                .flatten()
-                .map(|(s, e)| Value::Str(String::from_utf8_lossy(&bytes[s..e]).into_owned()));
+            let v = hit.groups.get(i).copied().flatten().map(|(s, e)| {
+                // Byte-mode classes may end a group inside a multi-byte character.
+                Value::Str(match text.get(s..e) {
+                    Some(t) => t.to_string(),
+                    None => String::from_utf8_lossy(&text.as_bytes()[s..e]).into_owned(),
+                })
+            });
             g.insert(name.clone(), v);
         }
     }

@@ -197,6 +197,110 @@ pub fn translate(python: &str, opts: TranslateOptions) -> Result<Translation, Py
     })
 }
 
+/// The part of a prefregex before a trailing `<F-CONTENT>.+</F-CONTENT>$`.
+///
+/// For such a prefregex the content starts where the leftmost-first match of the part
+/// before it ends (a backtracking engine commits to that parse because `.+$` then always
+/// succeeds on a one-line text), so a DFA search finds the content without a capture
+/// engine. `min` is the content repetition's minimum (`.+`: 1, `.*`: 0).
+#[derive(Debug, Clone)]
+pub struct ContentPrefix {
+    pub pattern: String,
+    pub hir: Hir,
+    /// The same part with its groups, numbered as in the whole prefregex (the content
+    /// group comes after all of them).
+    pub groups_hir: Hir,
+    pub min: u32,
+}
+
+/// The [`ContentPrefix`] of a prefregex, when it has the shape and runs on the fast engine.
+pub fn content_prefix(python: &str, opts: TranslateOptions) -> Option<ContentPrefix> {
+    let parsed = pyre::parse(
+        python,
+        StartFlags {
+            multiline: opts.multiline,
+        },
+    )
+    .ok()?;
+    let items: Vec<Node> = match &parsed.root {
+        Node::Concat(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    let c = items.iter().position(|n| {
+        matches!(n, Node::Group { capture: Some(i), .. }
+            if parsed.groups[*i].name.as_deref() == Some("content"))
+    })?;
+    let Node::Group { body, .. } = &items[c] else {
+        return None;
+    };
+    let Node::Repeat {
+        body: any,
+        min,
+        max: None,
+        mode,
+    } = &**body
+    else {
+        return None;
+    };
+    if **any != (Node::Any { dotall: false }) || *min > 1 || *mode == RepeatMode::Possessive {
+        return None;
+    }
+    let tail = &items[c + 1..];
+    if !tail
+        .iter()
+        .all(|n| *n == Node::Assert(Assertion::End { multiline: false }))
+    {
+        return None;
+    }
+    // Without `$` a lazy content would stop after its minimum.
+    if tail.is_empty() && *mode == RepeatMode::Lazy {
+        return None;
+    }
+    let prefix = Parsed {
+        root: Node::Concat(items[..c].to_vec()),
+        groups: parsed.groups.clone(),
+        icase: parsed.icase,
+    };
+    let mut fancy_only = false;
+    prefix.root.walk(&mut |n| {
+        fancy_only |= matches!(
+            n,
+            Node::Look { .. }
+                | Node::Backref { .. }
+                | Node::Conditional { .. }
+                | Node::Atomic(_)
+                | Node::Repeat {
+                    mode: RepeatMode::Possessive,
+                    ..
+                }
+        );
+    });
+    if fancy_only {
+        return None;
+    }
+    let names = engine_group_names(&prefix);
+    let emit = |dialect| {
+        Emitter {
+            dialect,
+            unicode: opts.unicode,
+            ascii_classes: false,
+            parsed: &prefix,
+            names: &names,
+            out: String::new(),
+        }
+        .run()
+    };
+    let pattern = emit(Dialect::Screen);
+    let hir = parse_hir(&pattern, opts.unicode).ok()?;
+    let groups_hir = parse_hir(&emit(Dialect::Fast), opts.unicode).ok()?;
+    Some(ContentPrefix {
+        pattern,
+        hir,
+        groups_hir,
+        min: *min,
+    })
+}
+
 /// Parses a pattern in regex-syntax's dialect with the configuration the fast engine uses.
 pub fn parse_hir(pattern: &str, unicode: bool) -> Result<Hir, String> {
     regex_syntax::ParserBuilder::new()
@@ -760,6 +864,27 @@ mod tests {
         assert!(tr.fancy_unicode);
         assert_eq!(tr.fancy, r"(?=x)[é[:digit:]][[:word:]]\b");
         assert!(!t("(?=x)a").fancy_unicode);
+    }
+
+    #[test]
+    fn content_prefixes() {
+        let o = TranslateOptions::default();
+        let p = content_prefix(r"^(?P<mlfid>\S+ svc: )(?:error: )?(?P<content>.+)$", o).unwrap();
+        assert_eq!(p.pattern, r"\A(?:\S+ svc: )(?:error: )?");
+        assert_eq!(p.min, 1);
+        assert_eq!(content_prefix("^x (?P<content>.*?)$", o).unwrap().min, 0);
+        assert_eq!(content_prefix("(?P<content>.+)", o).unwrap().pattern, "");
+        for no in [
+            "^x (?P<content>.+) y$",
+            "^x (?P<content>.+?)",
+            "^x (?P<content>[^y]+)$",
+            "^x (?P<content>.+)\\Z",
+            "^(?=x)(?P<content>.+)$",
+            "^x (?:(?P<content>.+))$",
+            "^x (?P<other>.+)$",
+        ] {
+            assert!(content_prefix(no, o).is_none(), "{no}");
+        }
     }
 
     #[test]
