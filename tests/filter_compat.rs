@@ -157,6 +157,16 @@ fn stock_filter_regexes_expand_and_compile_mostly_fast() {
     let mut seen = BTreeSet::new();
     let variants = o["variants"].as_array().unwrap();
     assert!(variants.len() > 100, "only {} variants", variants.len());
+    // The two zzz-* test filters include common.conf through a path that only resolves in
+    // fail2ban's source tree, not in the installed package; nothing else may fail.
+    for e in o["errors"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap_or_default();
+        println!("fail2ban could not read {name}: {}", e["error"]);
+        assert!(
+            name.starts_with("zzz-"),
+            "fail2ban could not read {name}: {e}"
+        );
+    }
     for v in variants {
         let spec = spec_of(v, false);
         let filter = Filter::compile(&spec).unwrap_or_else(|e| panic!("{}: {e}", variant_name(v)));
@@ -216,6 +226,30 @@ fn stock_filter_regexes_expand_and_compile_mostly_fast() {
             }
         }
     }
+    // The default mode of every stock filter (filter.d, not the zzz-* test filters): what a
+    // stock jail runs.
+    let mut default_counts: BTreeMap<Engine, usize> = BTreeMap::new();
+    let defaults: Vec<&Value> = o["defaults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| !v["name"].as_str().unwrap_or_default().starts_with("zzz-"))
+        .collect();
+    for v in &defaults {
+        let filter = Filter::compile(&spec_of(v, false))
+            .unwrap_or_else(|e| panic!("{} (default mode): {e}", variant_name(v)));
+        for info in filter.engines() {
+            *default_counts.entry(info.engine).or_default() += 1;
+        }
+    }
+    println!(
+        "stock filters in default mode: {} filters, {} regexes: {} fast, {} fallback",
+        defaults.len(),
+        default_counts.values().sum::<usize>(),
+        default_counts.get(&Engine::Fast).unwrap_or(&0),
+        default_counts.get(&Engine::Fallback).unwrap_or(&0)
+    );
+    assert!(defaults.len() >= 89, "{} default filters", defaults.len());
     let total: usize = counts.values().sum();
     let fast: usize = counts
         .iter()

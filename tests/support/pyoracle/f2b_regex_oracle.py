@@ -16,7 +16,8 @@ names, and records:
 - what fail2ban's Filter pipeline returns for the line, in check-all mode (as the sample
   tests run) and in first-match mode (as the daemon runs).
 
-Filters without a sample log are listed with their regexes only. Finally every distinct
+Every filter is also listed in its default mode, and filters without a sample log are
+listed with their regexes only. Finally every distinct
 regex is run against every distinct sample text and the matching pairs are listed (a
 cross-check for false positives).
 
@@ -259,12 +260,37 @@ def run_scenarios():
     json.dump(out, sys.stdout)
 
 
+def relocate_test_filters(config_dir, test_config_dir):
+    """The zzz-* test filters include common.conf through a path that only resolves in
+    fail2ban's source tree (seven directories up, then config/filter.d). Rebuild that shape
+    in a temporary directory so the installed package's copies can be read."""
+    import shutil
+    import tempfile
+
+    top = tempfile.mkdtemp(prefix="f2b-oracle-")
+    base = os.path.join(top, *["d%d" % i for i in range(6)])
+    os.makedirs(os.path.join(base, "filter.d"))
+    os.makedirs(os.path.join(top, "config", "filter.d"))
+    shutil.copy(
+        os.path.join(config_dir, "filter.d", "common.conf"),
+        os.path.join(top, "config", "filter.d", "common.conf"),
+    )
+    for f in os.listdir(os.path.join(test_config_dir, "filter.d")):
+        if f.startswith("zzz-"):
+            shutil.copy(
+                os.path.join(test_config_dir, "filter.d", f),
+                os.path.join(base, "filter.d", f),
+            )
+    return base
+
+
 def main():
     if sys.argv[1:2] == ["--scenarios"]:
         run_scenarios()
         return
     config_dir, test_config_dir, logs_dir = sys.argv[1:4]
-    result = {"variants": [], "unsampled": [], "errors": [], "cross": []}
+    test_config_dir = relocate_test_filters(config_dir, test_config_dir)
+    result = {"variants": [], "unsampled": [], "defaults": [], "errors": [], "cross": []}
     filters = []
     for basedir, pred in (
         (config_dir, lambda f: f.endswith(".conf") and not f.endswith("common.conf")),
@@ -274,6 +300,13 @@ def main():
             if pred(f):
                 filters.append((f[: -len(".conf")], basedir))
     for name, basedir in filters:
+        # Every filter in its default mode (the census of what the daemon runs by default).
+        try:
+            _, conf = read_filter(name, basedir, {}, True)
+            conf["name"] = name
+            result["defaults"].append(conf)
+        except Exception as e:  # noqa: BLE001
+            result["errors"].append({"name": name, "error": repr(e)})
         if not os.path.isfile(os.path.join(logs_dir, name)):
             try:
                 _, conf = read_filter(name, basedir, {}, True)
