@@ -9,7 +9,8 @@
 //!
 //! Each run prints the engine split, the compiled size (`memory_usage`) and a throughput
 //! measured in CPU time of the benchmark thread (robust on a busy machine) first;
-//! `WARDEN_BENCH_LINES` changes the corpus size.
+//! `WARDEN_BENCH_LINES` changes the corpus size; `WARDEN_BENCH_DUMP=file` writes the
+//! corpus out.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -209,6 +210,10 @@ fn benches(c: &mut Criterion) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(LINES);
     let lines = corpus(n);
+    // For comparisons with other engines (fail2ban's own pipeline, for one).
+    if let Ok(path) = std::env::var("WARDEN_BENCH_DUMP") {
+        std::fs::write(&path, lines.join("\n") + "\n").expect("writing WARDEN_BENCH_DUMP");
+    }
     let spec = sshd_like();
     bench_filter(c, "sshd-like", &spec, &lines);
     bench_filter(

@@ -664,3 +664,21 @@ fn megabyte_lines_go_through_the_fast_engine() {
     assert_eq!(st.process(&line, t0(), false), LineResult::Missed);
     assert_eq!(st.fallback_runs(), 0);
 }
+
+#[test]
+fn byte_wide_classes_never_split_a_line_into_invalid_text() {
+    // `.` matches one byte here (Python: one character), so the prefix ends inside "é".
+    let filter = Arc::new(
+        Filter::compile(&spec(
+            Some(r"^x.<F-CONTENT>.+</F-CONTENT>$"),
+            &[r"(?P<rest>.+) from <HOST>$"],
+            &[],
+        ))
+        .unwrap(),
+    );
+    let mut st = FilterState::new(filter);
+    let f = st.process("xé bad from 192.0.2.70", t0(), false);
+    let f = one(&f);
+    assert_eq!(f.id, "192.0.2.70");
+    assert_eq!(f.fields["rest"], "\u{FFFD} bad");
+}

@@ -754,7 +754,9 @@ impl FilterState {
                     self.prefregex_matched = Some(false);
                     return LineResult::Missed;
                 }
-                ContentStart::At(k) => {
+                // Byte-wide classes can end the part before the content inside a
+                // multi-byte character; the full search handles that case.
+                ContentStart::At(k) if text.is_char_boundary(k) => {
                     self.prefregex_matched = Some(true);
                     pre_groups = None;
                     content_start = Some(k);
@@ -763,7 +765,7 @@ impl FilterState {
                         off = k;
                     }
                 }
-                ContentStart::Unknown => {
+                ContentStart::At(_) | ContentStart::Unknown => {
                     let Some(groups) = self.prefregex_groups(&text) else {
                         self.prefregex_matched = Some(false);
                         return LineResult::Missed;
@@ -773,7 +775,13 @@ impl FilterState {
                     let content = groups.remove("content").flatten();
                     if let Some(c) = content.filter(Value::truthy) {
                         match content_span {
-                            Some((s, e)) if f.maxlines == 1 && e + 1 == text.len() => off = s,
+                            Some((s, e))
+                                if f.maxlines == 1
+                                    && e + 1 == text.len()
+                                    && text.is_char_boundary(s) =>
+                            {
+                                off = s
+                            }
                             _ => {
                                 self.buffer = vec![BufLine::content(&c.text())];
                                 stale = true;
@@ -1324,7 +1332,7 @@ fn split_lines(
     let mut skipped = String::new();
     for &g in &meta.skiplines {
         if let Some(Some((s, e))) = hit.groups.get(g) {
-            skipped.push_str(&text[*s..*e]);
+            skipped.push_str(&String::from_utf8_lossy(&text.as_bytes()[*s..*e]));
         }
     }
     let mut n = 0usize;
