@@ -1,0 +1,702 @@
+//! A list of translated regexes compiled for matching, with Python's list semantics: the
+//! lowest-index regex that matches anywhere in the text wins.
+//!
+//! Fast patterns share one leftmost-first `regex-automata` automaton without groups. Its
+//! answer is the lowest matching index whenever every lower-index fast pattern can only
+//! match at the start of the text (the usual case: fail2ban regexes begin with `^`);
+//! otherwise an overlapping pass over a `MatchKind::All` automaton finds the lowest index.
+//! Groups always come from the winning pattern compiled alone, run on the span already
+//! found: the capture engines cost in proportion to the automaton they run, and one
+//! pattern is a small fraction of a filter's. Fallback patterns run on fancy-regex,
+//! bounded by a backtrack limit, and only when their fast-engine screen matched the text
+//! and their index is below the best fast match.
+
+use std::sync::OnceLock;
+
+use fancy_regex::{BytesMode, RegexBuilder};
+use regex_automata::meta;
+use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::util::captures::Captures;
+use regex_automata::{Anchored, Input, MatchKind, PatternSet};
+
+use super::translate::{Engine, Translation};
+
+/// Lazy-DFA cache per automaton. Measured with `benches/filter.rs` (sshd-style filter, 21
+/// regexes, lines per CPU-second): with ASCII classes 256 KiB gives 0.8 M, 1 MiB and more
+/// 1.2 M (flat up to 64 MiB); with Unicode classes up to 2 MiB gives 0.33 M (the lazy DFA
+/// keeps clearing its cache and falls back to slower engines), 4 MiB and more 1.0-1.1 M.
+/// The Unicode figure leaves room for filters several times that size.
+const CACHE_ASCII: usize = 2 * 1024 * 1024;
+const CACHE_UNICODE: usize = 16 * 1024 * 1024;
+
+/// One regex of a list.
+#[derive(Debug)]
+pub struct Entry {
+    pub translation: Translation,
+    exec: Exec,
+}
+
+#[derive(Debug)]
+enum Exec {
+    Fast {
+        /// The pattern alone, for its groups.
+        single: meta::Regex,
+        /// The exact fancy form, for texts with an inner newline when the pattern has a
+        /// non-MULTILINE `$`.
+        exact: OnceLock<Option<fancy_regex::Regex>>,
+    },
+    Fallback {
+        fancy: fancy_regex::Regex,
+    },
+}
+
+/// A match of one regex of the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// Index of the regex in the list.
+    pub index: usize,
+    /// Byte spans by group index; group 0 is the whole match and always present.
+    pub groups: Vec<Option<(usize, usize)>>,
+}
+
+impl Hit {
+    pub fn start(&self) -> usize {
+        self.groups[0].map(|g| g.0).unwrap_or(0)
+    }
+    pub fn end(&self) -> usize {
+        self.groups[0].map(|g| g.1).unwrap_or(0)
+    }
+}
+
+/// Counters a caller keeps per source.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MatchStats {
+    /// Fallback searches stopped by the backtrack limit (counted as no match).
+    pub backtrack_limit_hits: u64,
+    /// Fallback searches run.
+    pub fallback_runs: u64,
+}
+
+/// Reusable search memory for one list, kept by the caller (one per source), so matching
+/// a line allocates nothing in the engines.
+#[derive(Debug)]
+pub struct Scratch {
+    combined: Option<meta::Cache>,
+    fast_all: Option<(meta::Cache, PatternSet)>,
+    screens: Option<(meta::Cache, PatternSet)>,
+    singles: Vec<Option<(meta::Cache, Captures)>>,
+    candidates: Vec<usize>,
+}
+
+/// A compile failure of one regex of the list.
+#[derive(Debug, Clone)]
+pub struct CompileFailure {
+    pub index: usize,
+    pub message: String,
+}
+
+#[derive(Debug)]
+struct Automaton {
+    re: meta::Regex,
+    /// Entry index by pattern id.
+    entry_of: Vec<usize>,
+}
+
+/// A compiled list of regexes.
+#[derive(Debug)]
+pub struct PatternList {
+    entries: Vec<Entry>,
+    /// Leftmost-first, all fast patterns, no groups.
+    combined: Option<Automaton>,
+    /// `MatchKind::All`, all fast patterns, no groups.
+    fast_all: Option<Automaton>,
+    /// `MatchKind::All`, the screens of the fallback patterns.
+    screens: Option<Automaton>,
+    /// For each entry index, whether an unanchored fast pattern comes before it.
+    unanchored_before: Vec<bool>,
+    /// Fallback entries without a screen (always run when in range).
+    unscreened: Vec<usize>,
+    fallback_indices: Vec<usize>,
+    any_plain_dollar: bool,
+    unicode: bool,
+    backtrack_limit: usize,
+}
+
+fn meta_config(kind: MatchKind, groups: bool, unicode: bool) -> meta::Config {
+    meta::Config::new()
+        .match_kind(kind)
+        .utf8_empty(false)
+        .which_captures(match (groups, kind) {
+            (true, _) => WhichCaptures::All,
+            // Match spans still need the implicit group when the lazy DFA gives up.
+            (false, MatchKind::LeftmostFirst) => WhichCaptures::Implicit,
+            (false, _) => WhichCaptures::None,
+        })
+        .hybrid_cache_capacity(if unicode { CACHE_UNICODE } else { CACHE_ASCII })
+}
+
+fn build(
+    hirs: &[&regex_syntax::hir::Hir],
+    kind: MatchKind,
+    groups: bool,
+    unicode: bool,
+) -> Result<meta::Regex, String> {
+    meta::Builder::new()
+        .configure(meta_config(kind, groups, unicode))
+        .build_many_from_hir(hirs)
+        .map_err(|e| e.to_string())
+}
+
+fn build_fancy(
+    pattern: &str,
+    unicode: bool,
+    backtrack_limit: usize,
+) -> Result<fancy_regex::Regex, String> {
+    RegexBuilder::new(pattern)
+        .bytes_mode(if unicode {
+            BytesMode::UnicodeBytes
+        } else {
+            BytesMode::Ascii
+        })
+        .backtrack_limit(backtrack_limit)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+impl PatternList {
+    /// Compiles translated regexes, in list order.
+    pub fn compile(
+        translations: Vec<Translation>,
+        unicode: bool,
+        backtrack_limit: usize,
+    ) -> Result<PatternList, CompileFailure> {
+        let mut fast_hirs = Vec::new();
+        let mut fast_entries = Vec::new();
+        let mut screen_hirs = Vec::new();
+        let mut screen_entries = Vec::new();
+        let mut entries = Vec::with_capacity(translations.len());
+        let mut unscreened = Vec::new();
+        let mut fallback_indices = Vec::new();
+        for (index, tr) in translations.into_iter().enumerate() {
+            let exec = match tr.engine {
+                Engine::Fast => {
+                    let Some((_, hir)) = &tr.fast else {
+                        unreachable!("fast translation without a fast form")
+                    };
+                    let single = build(&[hir], MatchKind::LeftmostFirst, true, unicode)
+                        .map_err(|message| CompileFailure { index, message })?;
+                    fast_hirs.push(hir.clone());
+                    fast_entries.push(index);
+                    Exec::Fast {
+                        single,
+                        exact: OnceLock::new(),
+                    }
+                }
+                Engine::Fallback => {
+                    let fancy = build_fancy(&tr.fancy, tr.fancy_unicode, backtrack_limit)
+                        .map_err(|message| CompileFailure { index, message })?;
+                    match &tr.screen {
+                        Some((_, hir)) => {
+                            screen_hirs.push(hir.clone());
+                            screen_entries.push(index);
+                        }
+                        None => unscreened.push(index),
+                    }
+                    fallback_indices.push(index);
+                    Exec::Fallback { fancy }
+                }
+            };
+            entries.push(Entry {
+                translation: tr,
+                exec,
+            });
+        }
+        let automaton = |hirs: &[regex_syntax::hir::Hir],
+                         of: &[usize],
+                         kind,
+                         groups|
+         -> Result<Option<Automaton>, CompileFailure> {
+            if hirs.is_empty() {
+                return Ok(None);
+            }
+            let refs: Vec<&regex_syntax::hir::Hir> = hirs.iter().collect();
+            let re = build(&refs, kind, groups, unicode).map_err(|message| CompileFailure {
+                index: of[0],
+                message,
+            })?;
+            Ok(Some(Automaton {
+                re,
+                entry_of: of.to_vec(),
+            }))
+        };
+        let combined = automaton(&fast_hirs, &fast_entries, MatchKind::LeftmostFirst, false)?;
+        let fast_all = automaton(&fast_hirs, &fast_entries, MatchKind::All, false)?;
+        let screens = automaton(&screen_hirs, &screen_entries, MatchKind::All, false)?;
+        let mut unanchored_before = Vec::with_capacity(entries.len());
+        let mut seen = false;
+        for e in &entries {
+            unanchored_before.push(seen);
+            if e.translation.engine == Engine::Fast && !e.translation.start_anchored {
+                seen = true;
+            }
+        }
+        let any_plain_dollar = entries
+            .iter()
+            .any(|e| e.translation.engine == Engine::Fast && e.translation.plain_dollar);
+        Ok(PatternList {
+            entries,
+            combined,
+            fast_all,
+            screens,
+            unanchored_before,
+            unscreened,
+            fallback_indices,
+            any_plain_dollar,
+            unicode,
+            backtrack_limit,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Search memory for this list.
+    pub fn scratch(&self) -> Scratch {
+        Scratch {
+            combined: self.combined.as_ref().map(|a| a.re.create_cache()),
+            fast_all: self
+                .fast_all
+                .as_ref()
+                .map(|a| (a.re.create_cache(), PatternSet::new(a.re.pattern_len()))),
+            screens: self
+                .screens
+                .as_ref()
+                .map(|a| (a.re.create_cache(), PatternSet::new(a.re.pattern_len()))),
+            singles: self
+                .entries
+                .iter()
+                .map(|e| match &e.exec {
+                    Exec::Fast { single, .. } => {
+                        Some((single.create_cache(), single.create_captures()))
+                    }
+                    Exec::Fallback { .. } => None,
+                })
+                .collect(),
+            candidates: Vec::new(),
+        }
+    }
+
+    /// Heap bytes of the compiled automata (fancy-regex does not report its size).
+    pub fn memory_usage(&self) -> usize {
+        let autos = [&self.combined, &self.fast_all, &self.screens]
+            .into_iter()
+            .flatten()
+            .map(|a| a.re.memory_usage())
+            .sum::<usize>();
+        let singles = self
+            .entries
+            .iter()
+            .map(|e| match &e.exec {
+                Exec::Fast { single, .. } => single.memory_usage(),
+                Exec::Fallback { .. } => 0,
+            })
+            .sum::<usize>();
+        autos + singles
+    }
+
+    /// The lowest-index regex at or after `from` that matches `hay`.
+    pub fn search(&self, hay: &[u8], from: usize, stats: &mut MatchStats) -> Option<Hit> {
+        self.search_with(&mut self.scratch(), hay, from, stats)
+    }
+
+    /// [`PatternList::search`] with caller-kept search memory (from [`PatternList::scratch`]).
+    pub fn search_with(
+        &self,
+        scratch: &mut Scratch,
+        hay: &[u8],
+        from: usize,
+        stats: &mut MatchStats,
+    ) -> Option<Hit> {
+        if from >= self.entries.len() {
+            return None;
+        }
+        let inner_newline = hay
+            .get(..hay.len().saturating_sub(1))
+            .is_some_and(|h| h.contains(&b'\n'));
+        let fast = if inner_newline && self.any_plain_dollar {
+            self.fast_generic(scratch, hay, from, true, stats)
+        } else if from == 0 {
+            self.fast_first(scratch, hay, stats)
+        } else {
+            self.fast_generic(scratch, hay, from, false, stats)
+        };
+        let limit = fast.as_ref().map(|h| h.index).unwrap_or(self.entries.len());
+        if let Some(hit) = self.fallback_below(scratch, hay, from, limit, stats) {
+            return Some(hit);
+        }
+        fast
+    }
+
+    /// Every regex that matches `hay`, in list order.
+    pub fn search_all(&self, hay: &[u8], stats: &mut MatchStats) -> Vec<Hit> {
+        let mut scratch = self.scratch();
+        let mut hits = Vec::new();
+        let mut from = 0;
+        while let Some(h) = self.search_with(&mut scratch, hay, from, stats) {
+            from = h.index + 1;
+            hits.push(h);
+        }
+        hits
+    }
+
+    fn fast_first(&self, scratch: &mut Scratch, hay: &[u8], stats: &mut MatchStats) -> Option<Hit> {
+        let combined = self.combined.as_ref()?;
+        let cache = scratch.combined.as_mut()?;
+        let m = combined.re.search_with(cache, &Input::new(hay))?;
+        let winner = combined.entry_of[m.pattern().as_usize()];
+        if self.unanchored_before[winner] {
+            // An unanchored pattern with a lower index may match further right.
+            self.fast_candidates(scratch, hay);
+            let lowest = *scratch.candidates.first()?;
+            if lowest != winner {
+                return self.fast_exact(scratch, lowest, hay, false, stats);
+            }
+        }
+        // The winner's own automaton, on the span found: the same match, with groups.
+        let Exec::Fast { single, .. } = &self.entries[winner].exec else {
+            return None;
+        };
+        let (cache, caps) = scratch.singles[winner].as_mut()?;
+        let input = Input::new(hay)
+            .span(m.start()..m.end())
+            .anchored(Anchored::Yes);
+        single.search_captures_with(cache, &input, caps);
+        caps.is_match().then(|| hit_from(winner, caps))
+    }
+
+    fn fast_generic(
+        &self,
+        scratch: &mut Scratch,
+        hay: &[u8],
+        from: usize,
+        inner_newline: bool,
+        stats: &mut MatchStats,
+    ) -> Option<Hit> {
+        self.fast_candidates(scratch, hay);
+        let candidates = std::mem::take(&mut scratch.candidates);
+        let hit = candidates
+            .iter()
+            .filter(|&&i| i >= from)
+            .find_map(|&i| self.fast_exact(scratch, i, hay, inner_newline, stats));
+        scratch.candidates = candidates;
+        hit
+    }
+
+    /// Fills `scratch.candidates` with the fast entries whose pattern matches somewhere in
+    /// `hay`, ascending.
+    fn fast_candidates(&self, scratch: &mut Scratch, hay: &[u8]) {
+        scratch.candidates.clear();
+        let (Some(all), Some((cache, set))) = (&self.fast_all, scratch.fast_all.as_mut()) else {
+            return;
+        };
+        set.clear();
+        all.re
+            .which_overlapping_matches_with(cache, &Input::new(hay), set);
+        scratch
+            .candidates
+            .extend(set.iter().map(|p| all.entry_of[p.as_usize()]));
+    }
+
+    /// Groups of fast entry `index`, known to match (or, with an inner newline and a
+    /// plain `$`, possibly only matching the fast form).
+    fn fast_exact(
+        &self,
+        scratch: &mut Scratch,
+        index: usize,
+        hay: &[u8],
+        inner_newline: bool,
+        stats: &mut MatchStats,
+    ) -> Option<Hit> {
+        let entry = &self.entries[index];
+        let Exec::Fast { single, exact } = &entry.exec else {
+            return None;
+        };
+        if inner_newline && entry.translation.plain_dollar {
+            let exact = exact.get_or_init(|| {
+                build_fancy(
+                    &entry.translation.fancy,
+                    entry.translation.fancy_unicode,
+                    self.backtrack_limit,
+                )
+                .ok()
+            });
+            if let Some(re) = exact {
+                return run_fancy(re, index, hay, stats);
+            }
+        }
+        let (cache, caps) = scratch.singles[index].as_mut()?;
+        single.search_captures_with(cache, &Input::new(hay), caps);
+        caps.is_match().then(|| hit_from(index, caps))
+    }
+
+    /// The lowest fallback entry in `from..limit` that matches.
+    fn fallback_below(
+        &self,
+        scratch: &mut Scratch,
+        hay: &[u8],
+        from: usize,
+        limit: usize,
+        stats: &mut MatchStats,
+    ) -> Option<Hit> {
+        if !self
+            .fallback_indices
+            .iter()
+            .any(|&i| i >= from && i < limit)
+        {
+            return None;
+        }
+        let mut candidates = std::mem::take(&mut scratch.candidates);
+        candidates.clear();
+        candidates.extend(
+            self.unscreened
+                .iter()
+                .copied()
+                .filter(|&i| i >= from && i < limit),
+        );
+        if let (Some(screens), Some((cache, set))) = (&self.screens, scratch.screens.as_mut()) {
+            set.clear();
+            screens
+                .re
+                .which_overlapping_matches_with(cache, &Input::new(hay), set);
+            candidates.extend(
+                set.iter()
+                    .map(|p| screens.entry_of[p.as_usize()])
+                    .filter(|&i| i >= from && i < limit),
+            );
+        }
+        candidates.sort_unstable();
+        let hit = candidates
+            .iter()
+            .find_map(|&i| match &self.entries[i].exec {
+                Exec::Fallback { fancy } => run_fancy(fancy, i, hay, stats),
+                Exec::Fast { .. } => None,
+            });
+        scratch.candidates = candidates;
+        hit
+    }
+
+    /// Whether the list was compiled with Unicode classes.
+    pub fn unicode(&self) -> bool {
+        self.unicode
+    }
+}
+
+/// Finds where a prefregex's trailing `<F-CONTENT>.+</F-CONTENT>$` starts with one DFA
+/// search (see [`super::translate::ContentPrefix`]).
+#[derive(Debug)]
+pub struct ContentFinder {
+    re: meta::Regex,
+    /// The part before the content with its groups: cheaper than the whole prefregex for
+    /// the groups a failregex match needs (its span is only the line's prefix).
+    groups: meta::Regex,
+    min: u32,
+}
+
+/// What a [`ContentFinder`] learnt about a text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentStart {
+    /// The prefregex cannot match.
+    NoMatch,
+    /// The prefregex matches and its content starts here and ends before the final `\n`.
+    At(usize),
+    /// Only a full search can tell.
+    Unknown,
+}
+
+impl ContentFinder {
+    pub fn new(prefix: &super::translate::ContentPrefix, unicode: bool) -> Result<Self, String> {
+        Ok(ContentFinder {
+            re: build(&[&prefix.hir], MatchKind::LeftmostFirst, false, unicode)?,
+            groups: build(
+                &[&prefix.groups_hir],
+                MatchKind::LeftmostFirst,
+                true,
+                unicode,
+            )?,
+            min: prefix.min,
+        })
+    }
+
+    pub fn cache(&self) -> (meta::Cache, meta::Cache, Captures) {
+        (
+            self.re.create_cache(),
+            self.groups.create_cache(),
+            self.groups.create_captures(),
+        )
+    }
+
+    pub fn memory_usage(&self) -> usize {
+        self.re.memory_usage() + self.groups.memory_usage()
+    }
+
+    /// Groups of the part before the content, for a text [`ContentFinder::find`] placed.
+    /// Group indices are those of the whole prefregex.
+    pub fn groups(
+        &self,
+        cache: &mut (meta::Cache, meta::Cache, Captures),
+        hay: &[u8],
+        content_start: usize,
+    ) -> Option<Hit> {
+        let (_, gcache, caps) = cache;
+        let input = Input::new(hay).span(0..content_start);
+        self.groups.search_captures_with(gcache, &input, caps);
+        caps.is_match().then(|| hit_from(0, caps))
+    }
+
+    /// `hay` must be one line followed by `\n`, with no other newline.
+    pub fn find(
+        &self,
+        cache: &mut (meta::Cache, meta::Cache, Captures),
+        hay: &[u8],
+    ) -> ContentStart {
+        let Some(last) = hay.len().checked_sub(1) else {
+            return ContentStart::Unknown;
+        };
+        if hay[last] != b'\n' || hay[..last].contains(&b'\n') {
+            return ContentStart::Unknown;
+        }
+        match self.re.search_with(&mut cache.0, &Input::new(hay)) {
+            None => ContentStart::NoMatch,
+            Some(m) if m.end() + self.min as usize <= last => ContentStart::At(m.end()),
+            Some(_) => ContentStart::Unknown,
+        }
+    }
+}
+
+fn hit_from(index: usize, caps: &Captures) -> Hit {
+    let groups = (0..caps.group_len())
+        .map(|g| caps.get_group(g).map(|s| (s.start, s.end)))
+        .collect();
+    Hit { index, groups }
+}
+
+fn run_fancy(
+    re: &fancy_regex::Regex,
+    index: usize,
+    hay: &[u8],
+    stats: &mut MatchStats,
+) -> Option<Hit> {
+    stats.fallback_runs += 1;
+    match re.captures(hay) {
+        Ok(Some(c)) => Some(Hit {
+            index,
+            groups: (0..c.len())
+                .map(|g| c.get(g).map(|m| (m.start(), m.end())))
+                .collect(),
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            stats.backtrack_limit_hits += 1;
+            tracing::trace!(regex = index, error = %e, "Backtracking search stopped; counted as no match");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::translate::{TranslateOptions, translate};
+    use super::*;
+
+    fn list(patterns: &[&str]) -> PatternList {
+        let trs = patterns
+            .iter()
+            .map(|p| translate(p, TranslateOptions::default()).unwrap())
+            .collect();
+        PatternList::compile(trs, false, 10_000).unwrap()
+    }
+
+    fn first(l: &PatternList, hay: &str) -> Option<usize> {
+        l.search(hay.as_bytes(), 0, &mut MatchStats::default())
+            .map(|h| h.index)
+    }
+
+    #[test]
+    fn lowest_index_wins_even_when_it_matches_further_right() {
+        let l = list(&["b", "a"]);
+        assert_eq!(first(&l, "ab\n"), Some(0));
+        let l = list(&["^x", "c", "a"]);
+        assert_eq!(first(&l, "abc\n"), Some(1));
+        assert_eq!(first(&l, "ab\n"), Some(2));
+        assert_eq!(first(&l, "xab\n"), Some(0));
+        assert_eq!(first(&l, "zz\n"), None);
+    }
+
+    #[test]
+    fn fallback_and_fast_merge_by_index() {
+        let l = list(&["^a(?=b)", "^a", r"^(c)\1"]);
+        assert_eq!(l.entries()[0].translation.engine, Engine::Fallback);
+        assert_eq!(l.entries()[1].translation.engine, Engine::Fast);
+        assert_eq!(first(&l, "ab\n"), Some(0));
+        assert_eq!(first(&l, "ac\n"), Some(1));
+        assert_eq!(first(&l, "cc\n"), Some(2));
+        let mut stats = MatchStats::default();
+        let all: Vec<usize> = l
+            .search_all(b"ab\n", &mut stats)
+            .iter()
+            .map(|h| h.index)
+            .collect();
+        assert_eq!(all, vec![0, 1]);
+        // The screen keeps the backtracking engine away from lines that cannot match.
+        let mut stats = MatchStats::default();
+        l.search(b"zzz\n", 0, &mut stats);
+        assert_eq!(stats.fallback_runs, 0);
+    }
+
+    #[test]
+    fn groups_come_from_the_winning_pattern() {
+        let l = list(&[r"x(?P<a>\d+)", r"^(?P<b>\w+) (\d)"]);
+        let h = l
+            .search(b"foo 7 x12\n", 0, &mut MatchStats::default())
+            .unwrap();
+        assert_eq!(h.index, 0);
+        assert_eq!(h.groups, vec![Some((6, 9)), Some((7, 9))]);
+        let h = l.search(b"foo 7\n", 0, &mut MatchStats::default()).unwrap();
+        assert_eq!(h.groups, vec![Some((0, 5)), Some((0, 3)), Some((4, 5))]);
+        let h = l
+            .search(b"foo 7 x12\n", 1, &mut MatchStats::default())
+            .unwrap();
+        assert_eq!(h.index, 1);
+        assert_eq!(h.groups[1], Some((0, 3)));
+    }
+
+    #[test]
+    fn plain_dollar_is_exact_with_inner_newlines() {
+        let l = list(&["a$", "b"]);
+        assert_eq!(first(&l, "xa\n"), Some(0));
+        // Python: `$` only at the end or before the final newline.
+        assert_eq!(first(&l, "a\nb\n"), Some(1));
+        assert_eq!(first(&l, "b\na\n"), Some(0));
+        assert_eq!(first(&l, "a\nc\n"), None);
+    }
+
+    #[test]
+    fn backtrack_limit_counts_as_no_match() {
+        // The screen (lookbehind dropped) accepts the line, the exact pattern backtracks
+        // exponentially before failing.
+        let l = list(&[r"^(a*)*\1$(?<=y)"]);
+        let hay = format!("{}\n", "a".repeat(40));
+        let mut stats = MatchStats::default();
+        assert_eq!(l.search(hay.as_bytes(), 0, &mut stats), None);
+        assert_eq!(stats.backtrack_limit_hits, 1);
+    }
+}
