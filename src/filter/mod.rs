@@ -8,6 +8,7 @@
 //! - `engine`: compiled regex lists with Python's "first in list order wins".
 //! - `addr`: failure ids to addresses as fail2ban reads them.
 //! - `pipeline`: [`Filter`], [`FilterState`] and what a line produces.
+//! - `processor`: date detection and the pipeline together, per source.
 //!
 //! # Differences from fail2ban
 //!
@@ -29,6 +30,7 @@
 pub mod addr;
 pub mod engine;
 pub mod pipeline;
+pub mod processor;
 pub mod pyre;
 pub mod tags;
 pub mod translate;
@@ -38,4 +40,5 @@ pub use pipeline::{
     DEFAULT_BACKTRACK_LIMIT, EngineInfo, Failure, Filter, FilterError, FilterSpec, FilterState,
     LineParts, LineResult, RegexKind, UseDnsMode,
 };
+pub use processor::{LineProcessor, Processed, ProcessorError, spec_from_config};
 pub use translate::Engine;
