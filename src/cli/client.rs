@@ -68,12 +68,13 @@ pub struct ReloadArgs {
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The control socket: `--socket`, else `socket` from warden.conf of the configuration in
-/// use, else the default.
+/// use (or, for a user other than root who cannot use its directory, the per-user socket
+/// the daemon falls back to: see `daemon::paths`), else the default.
 pub fn socket_path(cli: &Cli) -> PathBuf {
     if let Some(s) = &cli.socket {
         return s.clone();
     }
-    crate::config::daemon_settings_for(cli.config.as_deref()).socket
+    crate::daemon::paths::client_socket(&crate::config::daemon_settings_for(cli.config.as_deref()))
 }
 
 fn call(cli: &Cli, req: Request) -> Result<Answer, CliError> {
@@ -168,6 +169,9 @@ pub fn status(cli: &Cli, a: &StatusArgs) -> CliResult {
             println!("   |- Total banned:\t{}", j.actions.total_banned);
             println!("   |- Banned IP list:\t{}", j.actions.banned.join(" "));
             println!("   |- Firewall:\t{}", j.actions.actions.join("; "));
+            for e in &j.actions.errors {
+                println!("   |- Firewall error being retried:\t{e}");
+            }
             if j.actions.kills.is_empty() {
                 println!("   `- States killed:\t0");
             } else {
@@ -362,4 +366,16 @@ pub fn version(cli: &Cli, a: &SimpleArgs) -> CliResult {
             Ok(ExitCode::from(e.code))
         }
     }
+}
+
+pub fn metrics(cli: &Cli, a: &SimpleArgs) -> CliResult {
+    let answer = call(cli, Request::Metrics)?;
+    if a.json {
+        return print_json(&answer);
+    }
+    let Answer::Metrics { text } = answer else {
+        return Err(unexpected(&answer));
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
 }

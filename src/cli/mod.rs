@@ -96,6 +96,8 @@ pub enum Command {
     Ping(client::SimpleArgs),
     /// Print the client's and the daemon's versions.
     Version(client::SimpleArgs),
+    /// Print the daemon's counters in the OpenMetrics text format.
+    Metrics(client::SimpleArgs),
 }
 
 /// Entry point of the binary.
@@ -115,6 +117,7 @@ pub fn main() -> ExitCode {
         Command::Stop(ref a) => client::stop(&cli, a),
         Command::Ping(ref a) => client::ping(&cli, a),
         Command::Version(ref a) => client::version(&cli, a),
+        Command::Metrics(ref a) => client::metrics(&cli, a),
     };
     match result {
         Ok(code) => code,

@@ -174,6 +174,9 @@ pub struct ActionsStatus {
     /// Existing connections cut, per ban.
     #[serde(default)]
     pub kills: Vec<KillSummary>,
+    /// Firewall problems of this jail still being retried.
+    #[serde(default)]
+    pub errors: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

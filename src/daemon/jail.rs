@@ -1,0 +1,581 @@
+//! One jail at run time: its matching and counting state, fed by its sources, and the task
+//! that runs it.
+//!
+//! The task is async only to wait on its two channels; every batch is matched and counted
+//! on tokio's blocking pool ([`tokio::task::spawn_blocking`]), with the state moved there
+//! and back, so regex work never runs on the runtime's core threads. Ban decisions go to
+//! the engine with the batch's completion token, whose last holder's arrival tells the
+//! engine that the batch's read position may be saved.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::clock::Clock;
+use super::metrics::JailCounters;
+use crate::Epoch;
+use crate::config::{JailConfig, LogBackend};
+use crate::date::{DateDetector, local_zone, parse_timezone};
+use crate::filter::{Filter, FilterState, LineParts, LineProcessor, LineResult, spec_from_config};
+use crate::jail::dns::Resolve;
+use crate::jail::ignore::IgnoreList;
+use crate::jail::portscan::{PortScanConfig, PortScanDetector, Probe};
+use crate::jail::timing::{Phase, TimeRules};
+use crate::jail::{BanRequest, JailCore, JailRules, NoPriors, Offense, PriorSource};
+use crate::ledger::{BanEvent, LedgerHandle, Prior};
+use crate::source::file::Line;
+use crate::source::journal::JournalEntry;
+use crate::source::pflog::{MatchContext, PflogEvent, PflogJailFilter};
+
+/// What to save once every jail that received a batch has processed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Save {
+    pub owner: String,
+    pub source: String,
+    pub value: String,
+}
+
+/// A batch's completion token: the engine saves `save` when the last receiver's output
+/// arrives.
+#[derive(Debug)]
+pub struct Completion {
+    remaining: AtomicUsize,
+    pub save: Save,
+}
+
+impl Completion {
+    pub fn new(receivers: usize, save: Save) -> Arc<Completion> {
+        Arc::new(Completion {
+            remaining: AtomicUsize::new(receivers),
+            save,
+        })
+    }
+
+    /// Marks one receiver done; true for the last one.
+    pub fn finish_one(&self) -> bool {
+        self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+}
+
+/// Data for a jail.
+#[derive(Debug)]
+pub enum JailInput {
+    /// Lines of a followed file. `catch_up` while the source reads its backlog.
+    Lines {
+        lines: Arc<Vec<Line>>,
+        catch_up: bool,
+        done: Option<Arc<Completion>>,
+    },
+    /// Journal entries, with their own times.
+    Journal {
+        entries: Arc<Vec<JournalEntry>>,
+        done: Option<Arc<Completion>>,
+    },
+    /// pflog records.
+    Pflog {
+        events: Vec<PflogEvent>,
+        done: Option<Arc<Completion>>,
+    },
+}
+
+/// Orders for a jail from the engine.
+#[derive(Debug)]
+pub enum JailCtl {
+    /// New rules and matcher (a reload); counts are kept.
+    Reconfigure(Box<JailSetup>),
+    /// Bans recorded by other jails (the failures of a `backend = ledger` jail).
+    Bans(Vec<BanEvent>),
+    /// An address was unbanned by hand: forget its failures.
+    Forget(IpNet),
+    /// Finish the data already queued, then end.
+    Stop,
+}
+
+/// What a jail tells the engine after a batch.
+#[derive(Debug)]
+pub struct Output {
+    pub jail: String,
+    pub bans: Vec<BanRequest>,
+    pub done: Option<Arc<Completion>>,
+}
+
+/// How a jail turns its input into failures.
+pub enum Matcher {
+    /// File lines: date detection, then the filter.
+    Lines(Box<LineProcessor>),
+    /// Journal entries: the filter alone (the entry carries its time).
+    Journal(Box<FilterState>),
+    /// pflog records: the field filter, and optionally the port-scan detector.
+    Pflog {
+        filter: Box<PflogJailFilter>,
+        scan: Option<Box<PortScanDetector>>,
+    },
+    /// Bans of other jails.
+    Ledger,
+}
+
+impl std::fmt::Debug for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Matcher::Lines(_) => "Lines",
+            Matcher::Journal(_) => "Journal",
+            Matcher::Pflog { .. } => "Pflog",
+            Matcher::Ledger => "Ledger",
+        })
+    }
+}
+
+/// Everything a jail's task needs that comes from its configuration.
+#[derive(Debug)]
+pub struct JailSetup {
+    pub rules: JailRules,
+    pub ignore: IgnoreList,
+    pub matcher: Matcher,
+}
+
+/// Errors building a jail from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Rules(#[from] crate::jail::RulesError),
+    #[error("jail {jail}: filter: {message}")]
+    Filter { jail: String, message: String },
+    #[error("jail {jail}: logtimezone {zone:?}: {message}")]
+    Zone {
+        jail: String,
+        zone: String,
+        message: String,
+    },
+    #[error("jail {jail}: {option}: {message}")]
+    Pflog {
+        jail: String,
+        option: String,
+        message: String,
+    },
+}
+
+/// Builds the filter pipeline for a jail. `pf_jails` are the jails banning through PF
+/// (the `@jails` of pflog filters).
+pub fn build_matcher(j: &JailConfig, pf_jails: &[String]) -> Result<Matcher, SetupError> {
+    let filter_err = |message: String| SetupError::Filter {
+        jail: j.name.clone(),
+        message,
+    };
+    match &j.backend {
+        LogBackend::Ledger => Ok(Matcher::Ledger),
+        LogBackend::Pflog => {
+            let ctx = MatchContext {
+                jails: pf_jails.to_vec(),
+            };
+            let filter =
+                PflogJailFilter::from_options(&j.filter.options, &ctx).map_err(|(option, e)| {
+                    SetupError::Pflog {
+                        jail: j.name.clone(),
+                        option,
+                        message: e.to_string(),
+                    }
+                })?;
+            let scan = PortScanConfig::from_options(&j.filter.options, j.findtime)
+                .map_err(|e| SetupError::Pflog {
+                    jail: j.name.clone(),
+                    option: e.key.clone(),
+                    message: e.to_string(),
+                })?
+                .map(|c| Box::new(PortScanDetector::new(c)));
+            Ok(Matcher::Pflog {
+                filter: Box::new(filter),
+                scan,
+            })
+        }
+        backend => {
+            let spec = spec_from_config(&j.filter, j.usedns);
+            let filter = Arc::new(Filter::compile(&spec).map_err(|e| filter_err(e.to_string()))?);
+            if matches!(backend, LogBackend::Systemd(_)) {
+                return Ok(Matcher::Journal(Box::new(FilterState::new(filter))));
+            }
+            let zone = match &j.logtimezone {
+                Some(z) => parse_timezone(z).map_err(|e| SetupError::Zone {
+                    jail: j.name.clone(),
+                    zone: z.clone(),
+                    message: e.to_string(),
+                })?,
+                None => local_zone(),
+            };
+            let dates = DateDetector::new(j.filter.datepattern.as_deref(), zone)
+                .map_err(|e| filter_err(format!("datepattern: {e}")))?;
+            let mut p = LineProcessor::new(filter, dates);
+            p.live = true;
+            Ok(Matcher::Lines(Box::new(p)))
+        }
+    }
+}
+
+/// Builds everything of a jail's setup (regexes are compiled here: call off the runtime).
+pub fn build_setup(j: &JailConfig, pf_jails: &[String]) -> Result<JailSetup, SetupError> {
+    Ok(JailSetup {
+        rules: JailRules::from_config(j)?,
+        ignore: JailRules::ignore_list(j)?,
+        matcher: build_matcher(j, pf_jails)?,
+    })
+}
+
+/// How long a cached ledger answer about earlier bans is reused.
+const PRIOR_TTL: Duration = Duration::from_secs(60);
+const PRIOR_CACHE_MAX: usize = 100_000;
+
+/// Earlier bans from the ledger, cached per target.
+pub struct LedgerPriors {
+    ledger: LedgerHandle,
+    jail: String,
+    cache: HashMap<IpNet, (Prior, Instant)>,
+}
+
+impl LedgerPriors {
+    pub fn new(ledger: LedgerHandle, jail: &str) -> LedgerPriors {
+        LedgerPriors {
+            ledger,
+            jail: jail.to_string(),
+            cache: HashMap::new(),
+        }
+    }
+}
+
+impl PriorSource for LedgerPriors {
+    fn prior(&mut self, target: &IpNet, overall: bool) -> Prior {
+        if let Some((p, at)) = self.cache.get(target)
+            && at.elapsed() < PRIOR_TTL
+        {
+            return *p;
+        }
+        let (t, jail) = (*target, self.jail.clone());
+        let p = match self
+            .ledger
+            .run_blocking(move |l| l.prior_bans(&t, &jail, overall))
+        {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(jail = %self.jail, target = %target, error = %e,
+                      "Cannot read earlier bans; counting the failure once.");
+                Prior::default()
+            }
+        };
+        if self.cache.len() >= PRIOR_CACHE_MAX {
+            self.cache.clear();
+        }
+        self.cache.insert(*target, (p, Instant::now()));
+        p
+    }
+
+    fn banned(&mut self, target: &IpNet, at: Epoch) {
+        let e = self
+            .cache
+            .entry(*target)
+            .or_insert((Prior::default(), Instant::now()));
+        e.0.bans += 1;
+        e.0.last_start = Some(at);
+    }
+}
+
+/// A jail's state, owned by its task.
+pub struct JailState {
+    pub name: String,
+    core: JailCore,
+    time: TimeRules,
+    matcher: Matcher,
+    priors: Box<dyn PriorSource + Send>,
+    counters: JailCounters,
+    clock: Arc<dyn Clock>,
+    /// When the jail started: journal entries older than this are backlog.
+    started: Epoch,
+}
+
+impl std::fmt::Debug for JailState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JailState")
+            .field("name", &self.name)
+            .field("matcher", &self.matcher)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JailState {
+    pub fn new(
+        setup: JailSetup,
+        ledger: Option<LedgerHandle>,
+        resolver: Option<Arc<dyn Resolve>>,
+        counters: JailCounters,
+        clock: Arc<dyn Clock>,
+    ) -> JailState {
+        let name = setup.rules.name.clone();
+        let priors: Box<dyn PriorSource + Send> = match ledger {
+            Some(l) if setup.rules.escalation.increment => Box::new(LedgerPriors::new(l, &name)),
+            _ => Box::new(NoPriors),
+        };
+        let time = TimeRules::new(&name, setup.rules.findtime);
+        let started = clock.now();
+        JailState {
+            core: JailCore::new(setup.rules, setup.ignore, resolver),
+            name,
+            time,
+            matcher: setup.matcher,
+            priors,
+            counters,
+            clock,
+            started,
+        }
+    }
+
+    /// Applies a reload's setup, keeping the failure counts.
+    pub fn reconfigure(&mut self, setup: JailSetup, ledger: Option<LedgerHandle>) {
+        self.time.set_findtime(setup.rules.findtime);
+        let escalate = setup.rules.escalation.increment;
+        self.core.reconfigure(setup.rules, setup.ignore);
+        self.matcher = setup.matcher;
+        self.priors = match ledger {
+            Some(l) if escalate => Box::new(LedgerPriors::new(l, &self.name)),
+            _ => Box::new(NoPriors),
+        };
+    }
+
+    pub fn core(&self) -> &JailCore {
+        &self.core
+    }
+
+    /// Processes one input; returns the ban decisions.
+    pub fn process(&mut self, input: JailInput) -> (Vec<BanRequest>, Option<Arc<Completion>>) {
+        let now_ts = self.clock.timestamp();
+        let now = now_ts.as_second();
+        let mut bans = Vec::new();
+        let done = match input {
+            JailInput::Lines {
+                lines,
+                catch_up,
+                done,
+            } => {
+                let phase = if catch_up {
+                    Phase::CatchUp
+                } else {
+                    Phase::Live
+                };
+                if let Matcher::Lines(p) = &mut self.matcher {
+                    let mut matched = 0u64;
+                    let mut failures = 0u64;
+                    for line in lines.iter() {
+                        let out = p.process(&line.text, now_ts);
+                        let LineResult::Matched(fs) = out.result else {
+                            continue;
+                        };
+                        matched += 1;
+                        for f in &fs {
+                            let Some(t) =
+                                self.time.apply(f.time.as_second(), now, phase, &line.text)
+                            else {
+                                continue;
+                            };
+                            failures += 1;
+                            let o = Offense::from_failure(f, t);
+                            self.core.offense(&o, now, self.priors.as_mut(), &mut bans);
+                        }
+                    }
+                    self.counters.lines_read.inc_by(lines.len() as u64);
+                    self.counters.lines_matched.inc_by(matched);
+                    self.counters.failures.inc_by(failures);
+                }
+                done
+            }
+            JailInput::Journal { entries, done } => {
+                if let Matcher::Journal(state) = &mut self.matcher {
+                    let mut matched = 0u64;
+                    let mut failures = 0u64;
+                    for e in entries.iter() {
+                        let parts = LineParts {
+                            before: "",
+                            date: "",
+                            after: &e.text,
+                        };
+                        let LineResult::Matched(fs) = state.process_parts(parts, e.time, false)
+                        else {
+                            continue;
+                        };
+                        matched += 1;
+                        let t = e.time.as_second();
+                        let phase = if t < self.started {
+                            Phase::CatchUp
+                        } else {
+                            Phase::Live
+                        };
+                        for f in &fs {
+                            let Some(t) = self.time.apply(t, now, phase, &e.text) else {
+                                continue;
+                            };
+                            failures += 1;
+                            let o = Offense::from_failure(f, t);
+                            self.core.offense(&o, now, self.priors.as_mut(), &mut bans);
+                        }
+                    }
+                    self.counters.lines_read.inc_by(entries.len() as u64);
+                    self.counters.lines_matched.inc_by(matched);
+                    self.counters.failures.inc_by(failures);
+                }
+                done
+            }
+            JailInput::Pflog { events, done } => {
+                if let Matcher::Pflog { filter, scan } = &mut self.matcher {
+                    let mut matched = 0u64;
+                    let mut failures = 0u64;
+                    for ev in &events {
+                        let Some(host) = filter.failure_host(ev) else {
+                            continue;
+                        };
+                        matched += 1;
+                        let Some(t) = self.time.apply(ev.epoch(), now, Phase::Recorded, "") else {
+                            continue;
+                        };
+                        let text;
+                        let (id, line) = match scan.as_mut() {
+                            Some(d) => {
+                                let Some(probe) = Probe::from_event(ev) else {
+                                    continue;
+                                };
+                                let probe = Probe { src: host, ..probe };
+                                let Some(fail) = d.observe(t, probe) else {
+                                    continue;
+                                };
+                                text = fail.to_string();
+                                (host, text.as_str())
+                            }
+                            None => {
+                                text = ev.to_string();
+                                (host, text.as_str())
+                            }
+                        };
+                        failures += 1;
+                        let id_text = id.to_string();
+                        let o = Offense {
+                            id: &id_text,
+                            addr: Some(id),
+                            prefix: None,
+                            needs_dns: false,
+                            time: t,
+                            line: Some(line),
+                            fields: None,
+                        };
+                        self.core.offense(&o, now, self.priors.as_mut(), &mut bans);
+                    }
+                    if let Some(d) = scan.as_mut() {
+                        d.prune(now);
+                    }
+                    self.counters.lines_read.inc_by(events.len() as u64);
+                    self.counters.lines_matched.inc_by(matched);
+                    self.counters.failures.inc_by(failures);
+                }
+                done
+            }
+        };
+        self.core.expire(now);
+        self.counters
+            .currently_failed
+            .set(self.core.currently_failed() as i64);
+        (bans, done)
+    }
+
+    /// Counts bans of other jails (a `backend = ledger` jail).
+    pub fn process_bans(&mut self, events: &[BanEvent]) -> Vec<BanRequest> {
+        let now = self.clock.now();
+        let mut bans = Vec::new();
+        let mut failures = 0u64;
+        for ev in events {
+            let Some(t) = self.time.apply(ev.at, now, Phase::Recorded, "") else {
+                continue;
+            };
+            failures += 1;
+            let id = crate::jail::target::display(&ev.target);
+            let line = format!("banned in jail {} ({} failures)", ev.jail, ev.failures);
+            let o = Offense::of_target(&id, ev.target, t, Some(&line));
+            self.core.offense(&o, now, self.priors.as_mut(), &mut bans);
+        }
+        for b in &mut bans {
+            b.origin = crate::ledger::Origin::Recidive;
+        }
+        self.counters.lines_read.inc_by(events.len() as u64);
+        self.counters.lines_matched.inc_by(failures);
+        self.counters.failures.inc_by(failures);
+        self.counters
+            .currently_failed
+            .set(self.core.currently_failed() as i64);
+        bans
+    }
+}
+
+/// Runs a jail until it is told to stop and its data channel is drained.
+pub async fn run(
+    mut state: JailState,
+    mut data: mpsc::Receiver<JailInput>,
+    mut ctl: mpsc::UnboundedReceiver<JailCtl>,
+    out: mpsc::Sender<Output>,
+    ledger: Option<LedgerHandle>,
+) {
+    let name = state.name.clone();
+    let mut data_open = true;
+    let mut stopping = false;
+    loop {
+        if stopping && !data_open {
+            break;
+        }
+        tokio::select! {
+            biased;
+            c = ctl.recv(), if !stopping => match c {
+                Some(JailCtl::Reconfigure(setup)) => {
+                    state.reconfigure(*setup, ledger.clone());
+                    debug!(jail = %name, "Jail reconfigured; failure counts kept.");
+                }
+                Some(JailCtl::Bans(events)) => {
+                    let (s, bans) = match tokio::task::spawn_blocking(move || {
+                        let bans = state.process_bans(&events);
+                        (state, bans)
+                    })
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    };
+                    state = s;
+                    if !bans.is_empty()
+                        && out.send(Output { jail: name.clone(), bans, done: None }).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                Some(JailCtl::Forget(t)) => state.core.forget(&t),
+                Some(JailCtl::Stop) | None => stopping = true,
+            },
+            d = data.recv(), if data_open => match d {
+                Some(input) => {
+                    let (s, (bans, done)) = match tokio::task::spawn_blocking(move || {
+                        let r = state.process(input);
+                        (state, r)
+                    })
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    };
+                    state = s;
+                    if (!bans.is_empty() || done.is_some())
+                        && out.send(Output { jail: name.clone(), bans, done }).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                None => data_open = false,
+            },
+            else => break,
+        }
+    }
+    debug!(jail = %name, "Jail task ended.");
+}
