@@ -50,7 +50,13 @@ pub fn request(socket: &Path, request: &Request, timeout: Duration) -> Result<An
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
     let mut line = serde_json::to_string(request).expect("requests serialise");
     line.push('\n');
-    (&stream).write_all(line.as_bytes()).map_err(io)?;
+    if let Err(e) = (&stream).write_all(line.as_bytes()) {
+        // A daemon that refuses the connection answers and closes at once; its answer
+        // says why, so read it before reporting the failed write.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(io(e));
+        }
+    }
     let mut reader = BufReader::new(&stream);
     let mut answer = String::new();
     let n = reader.read_line(&mut answer).map_err(io)?;

@@ -127,11 +127,22 @@ async fn connection(stream: UnixStream, engine: mpsc::Sender<ControlMsg>, own: u
             return;
         }
     };
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
     if !allowed(uid, own) {
         warn!(
             uid,
             "Refused a control connection from a user other than root or the daemon's."
         );
+        // Read (and ignore) the request first, so the client is not cut off while it is
+        // still writing and sees the answer.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            (&mut reader)
+                .take(MAX_REQUEST as u64)
+                .read_until(b'\n', &mut line),
+        )
+        .await;
         let _ = write(
             &mut write_half,
             &Response::err(format!(
@@ -141,8 +152,6 @@ async fn connection(stream: UnixStream, engine: mpsc::Sender<ControlMsg>, own: u
         .await;
         return;
     }
-    let mut reader = BufReader::new(read);
-    let mut line = Vec::new();
     loop {
         line.clear();
         let n = match tokio::time::timeout(

@@ -662,10 +662,26 @@ impl Engine {
         }
     }
 
+    /// The start of a ban decided now: the current second rounded up, so that a ban lasts
+    /// at least its bantime (the ledger keeps whole seconds).
+    fn ban_start(&self) -> Epoch {
+        let t = self.clock.timestamp();
+        t.as_second() + i64::from(t.subsec_nanosecond() > 0)
+    }
+
+    /// The ledger record of a jail's ban decision. A ban decided from recent lines starts
+    /// now (so a short bantime is not eaten by the log's one-second resolution and the
+    /// reading delay); one decided from backlog lines starts at the failure's time, as in
+    /// fail2ban, and is skipped when it would already have ended.
     fn new_ban(&mut self, b: BanRequest, now: Epoch) -> Option<NewBan> {
         let rt = self.jails.get(&b.jail)?;
         let bantime = rt.rules.bantime;
-        if bantime >= 0 && b.time.saturating_add(bantime) <= now && !rt.rules.escalation.increment {
+        let start = if now - b.time <= crate::jail::timing::MAX_DEVIATION {
+            self.ban_start()
+        } else {
+            b.time
+        };
+        if bantime >= 0 && start.saturating_add(bantime) <= now && !rt.rules.escalation.increment {
             debug!(jail = %b.jail, target = %display(&b.target), "A ban from old lines would already have ended; skipped.");
             return None;
         }
@@ -677,7 +693,7 @@ impl Engine {
         Some(NewBan {
             target: b.target,
             jail: b.jail,
-            start: b.time.min(now),
+            start,
             bantime,
             escalation,
             failures: b.failures,
@@ -975,7 +991,6 @@ impl Engine {
         let Some(rt) = self.jails.get(jail) else {
             return Response::err(format!("no such jail: {jail}"));
         };
-        let now = self.clock.now();
         let mut invalid = Vec::new();
         let mut bans = Vec::new();
         let rules = rt.rules.clone();
@@ -992,7 +1007,7 @@ impl Engine {
             bans.push(NewBan {
                 target,
                 jail: jail.to_string(),
-                start: now,
+                start: self.ban_start(),
                 bantime: rules.bantime,
                 escalation: rules
                     .escalation
