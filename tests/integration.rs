@@ -21,6 +21,7 @@ mod pf;
 mod pfctl_sim;
 mod pflog;
 mod pflog_props;
+mod replay;
 mod source_file;
 mod source_file_model;
 mod source_journal;

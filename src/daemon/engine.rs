@@ -47,7 +47,7 @@ const OUTPUTS_PER_TRIP: usize = 1024;
 /// Kill reports kept per jail for `warden status`.
 const KILLS_KEPT: usize = 20;
 /// How often the ledger is purged and tidied.
-const HOUSEKEEPING: Duration = Duration::from_secs(3600);
+pub const HOUSEKEEPING: Duration = Duration::from_secs(3600);
 
 /// What the engine is built from.
 pub struct EngineParts {
@@ -63,6 +63,8 @@ pub struct EngineParts {
     pub metrics: Arc<Metrics>,
     pub resolver: Option<Arc<dyn Resolve>>,
     pub logging: Option<Arc<Logging>>,
+    /// How often the ledger is purged (hourly; None turns it off, for tests).
+    pub housekeeping: Option<Duration>,
 }
 
 /// A running jail as the engine sees it.
@@ -103,6 +105,7 @@ pub struct Engine {
     /// Jails named by configuration errors: their bans are kept, not lifted.
     broken: BTreeSet<String>,
     stopping: bool,
+    housekeeping: Option<Duration>,
 }
 
 /// A serialised jail without its source positions (a moved line is no change).
@@ -217,6 +220,7 @@ impl Engine {
             started: now,
             broken: BTreeSet::new(),
             stopping: false,
+            housekeeping: parts.housekeeping,
         };
         for d in &parts.config.errors {
             error!(problem = %d, "Configuration error.");
@@ -587,8 +591,9 @@ impl Engine {
 
     /// Runs until told to stop, then shuts down in order.
     pub async fn run(mut self) {
-        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
-        housekeeping.tick().await;
+        let mut housekeeping = self
+            .housekeeping
+            .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
         while !self.stopping {
             let sleep = match self.next_expiry {
                 Some(e) => self.clock.until(e),
@@ -611,7 +616,7 @@ impl Engine {
                 },
                 Some(r) = self.fw_reports.recv() => self.handle_report(r),
                 _ = tokio::time::sleep(sleep), if self.next_expiry.is_some() => self.expire().await,
-                _ = housekeeping.tick() => {
+                _ = async { housekeeping.as_mut().expect("checked").tick().await }, if housekeeping.is_some() => {
                     let now = self.clock.now();
                     match self.ledger.run(move |l| l.housekeeping(now)).await {
                         Ok(h) => debug!(purged = h.purged.events, holds = h.purged.holds, "Ledger housekeeping done."),
@@ -1408,5 +1413,182 @@ impl Engine {
             let _ = tokio::task::spawn_blocking(move || fw.shutdown()).await;
         }
         info!("Stopped.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::clock::TokioClock;
+    use crate::daemon::firewall::FwOptions;
+    use crate::ledger::{Ledger, LedgerOptions};
+    use tokio::sync::oneshot;
+
+    const T0: Epoch = 1_700_000_000;
+
+    struct Rig {
+        _dir: tempfile::TempDir,
+        fw_file: std::path::PathBuf,
+        control: mpsc::Sender<ControlMsg>,
+        run: tokio::task::JoinHandle<()>,
+    }
+
+    /// An engine over a configuration with one `backend = ledger` jail (no sources, so
+    /// no timers besides the engine's own) banning through the log backend.
+    async fn rig(jail: &str) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config");
+        for (path, text) in crate::config::embedded_files() {
+            if path.starts_with("jail") {
+                continue;
+            }
+            let p = cfg.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let fw_file = dir.path().join("fw.jsonl");
+        std::fs::write(
+            cfg.join("jail.conf"),
+            format!(
+                "[DEFAULT]\nignoreself = false\n[t]\nenabled = true\nbackend = ledger\naction = log[logfile=\"{}\"]\n{jail}\n",
+                fw_file.display()
+            ),
+        )
+        .unwrap();
+        let location = ConfigLocation::Dir(cfg);
+        let config = location.load().unwrap();
+        assert!(config.errors.is_empty(), "{:?}", config.errors);
+        let ledger = Ledger::open(&dir.path().join("l.sqlite3"), LedgerOptions::default()).unwrap();
+        let (ledger, _thread) = LedgerHandle::spawn(ledger).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (fw_tx, fw_rx) = mpsc::unbounded_channel();
+        // No batching window: virtual time runs far ahead of the worker's real one.
+        let opts = FwOptions {
+            window: Duration::ZERO,
+            ..FwOptions::default()
+        };
+        let firewall = FirewallHandle::spawn(opts, fw_tx, metrics.clone()).unwrap();
+        let (control, control_rx) = mpsc::channel(8);
+        let engine = Engine::start(EngineParts {
+            location,
+            config,
+            native: Native::Log,
+            ledger,
+            firewall,
+            fw_reports: fw_rx,
+            control: control_rx,
+            clock: Arc::new(TokioClock::starting_at(T0)),
+            metrics,
+            resolver: None,
+            logging: None,
+            housekeeping: None,
+        })
+        .await
+        .unwrap();
+        let run = tokio::spawn(engine.run());
+        Rig {
+            _dir: dir,
+            fw_file,
+            control,
+            run,
+        }
+    }
+
+    impl Rig {
+        async fn ask(&self, req: Request) -> Answer {
+            let (tx, rx) = oneshot::channel();
+            self.control
+                .send(ControlMsg {
+                    req,
+                    reply: Some(tx),
+                })
+                .await
+                .unwrap();
+            match rx.await.unwrap() {
+                Response::Ok { result, .. } => result,
+                Response::Err { error, .. } => panic!("{error}"),
+            }
+        }
+
+        async fn banned(&self) -> Vec<BanEntry> {
+            match self.ask(Request::Banned { addrs: vec![] }).await {
+                Answer::Banned(b) => b.bans,
+                a => panic!("{a:?}"),
+            }
+        }
+
+        async fn ban(&self, addr: &str) {
+            let a = self
+                .ask(Request::Ban {
+                    jail: "t".into(),
+                    addrs: vec![addr.into()],
+                })
+                .await;
+            assert!(
+                matches!(a, Answer::Ban(ref o) if o.banned == [addr]),
+                "{a:?}"
+            );
+        }
+
+        /// Stops the engine and returns the firewall records (`op target`).
+        async fn finish(self) -> Vec<String> {
+            self.ask(Request::Stop).await;
+            self.run.await.unwrap();
+            std::fs::read_to_string(&self.fw_file)
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let v: Value = serde_json::from_str(l).unwrap();
+                    let targets: Vec<&str> = v["targets"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|t| t.as_str().unwrap())
+                        .collect();
+                    format!("{} {}", v["op"].as_str().unwrap(), targets.join(","))
+                })
+                .collect()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_unban_timer_fires_at_the_expiry_and_not_before() {
+        let r = rig("bantime = 600").await;
+        r.ban("192.0.2.7").await;
+        let b = r.banned().await;
+        assert_eq!(b[0].expires, Some(T0 + 600));
+        tokio::time::advance(Duration::from_secs(599)).await;
+        assert_eq!(r.banned().await.len(), 1, "still banned at 599 s");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(r.banned().await.is_empty(), "unbanned at 600 s");
+        let ops = r.finish().await;
+        assert_eq!(ops, ["start ", "ban 192.0.2.7", "unban 192.0.2.7", "stop "]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_follows_the_earliest_of_several_expiries() {
+        let r = rig("bantime = 100").await;
+        r.ban("192.0.2.1").await;
+        tokio::time::advance(Duration::from_secs(50)).await;
+        r.ban("192.0.2.2").await;
+        tokio::time::advance(Duration::from_secs(51)).await;
+        let left: Vec<String> = r.banned().await.into_iter().map(|b| b.target).collect();
+        assert_eq!(left, ["192.0.2.2"]);
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert!(r.banned().await.is_empty());
+        r.finish().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_repeat_ban_is_escalated_from_the_ledger() {
+        let r = rig("bantime = 60\nbantime.increment = true\nbantime.maxtime = 1h").await;
+        r.ban("192.0.2.9").await;
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(r.banned().await.is_empty());
+        r.ban("192.0.2.9").await;
+        let b = r.banned().await;
+        assert_eq!((b[0].bantime, b[0].bancount), (120, 2));
+        assert_eq!(b[0].expires, Some(T0 + 61 + 120));
+        r.finish().await;
     }
 }

@@ -27,6 +27,7 @@ pub mod logging;
 pub mod metrics;
 pub mod paths;
 pub mod pidfile;
+pub mod replay;
 pub mod sources;
 
 use std::path::PathBuf;
@@ -197,6 +198,7 @@ async fn serve(
         metrics,
         resolver: Some(Arc::new(Arc::new(Resolver::default()))),
         logging: Some(logging.clone()),
+        housekeeping: Some(engine::HOUSEKEEPING),
     })
     .await;
     let engine = match engine {
