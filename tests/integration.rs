@@ -6,6 +6,7 @@ mod config_check;
 mod config_compat;
 mod config_samples;
 mod daemon;
+mod daemon_sources;
 mod date_compat;
 mod date_props;
 mod date_zone;

@@ -144,9 +144,11 @@ fn reads_files(b: &LogBackend) -> bool {
     )
 }
 
-/// The jails whose actions ban through PF (the `@jails` of pflog filters).
+/// The jails whose actions ban through PF (the `@jails` of pflog filters). When none
+/// does (a dry run with `--backend log`, a test), every enabled jail's name: PF logs no
+/// rule under those names then, so `@jails` matches nothing, as it should.
 fn pf_jails(config: &Config, native: Native) -> Vec<String> {
-    config
+    let pf: Vec<String> = config
         .enabled_jails()
         .filter(|j| {
             j.actions
@@ -154,7 +156,12 @@ fn pf_jails(config: &Config, native: Native) -> Vec<String> {
                 .any(|a| matches!(build::native_kind(a, native), Ok(Some(Native::Pf))))
         })
         .map(|j| j.name.clone())
-        .collect()
+        .collect();
+    if pf.is_empty() {
+        config.enabled_jails().map(|j| j.name.clone()).collect()
+    } else {
+        pf
+    }
 }
 
 /// Builds a jail's firewall actions.
