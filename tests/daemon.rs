@@ -624,3 +624,220 @@ bantime = 1h
     assert_eq!(out["unchanged"], serde_json::json!(["sshd", "web"]));
     d.stop();
 }
+
+#[test]
+fn ipv6_attackers_are_banned_by_prefix_and_metrics_count_it() {
+    let mut d = Daemon::new(
+        r#"
+[sshd]
+enabled = true
+filter = sshd
+logpath = {logs}/auth.log
+action = log[logfile="{fw}"]
+cidr6 = 64
+"#,
+    );
+    d.start();
+    let lines: Vec<String> = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"]
+        .iter()
+        .map(|a| sshd_failure(a))
+        .collect();
+    d.append("auth.log", &lines);
+    d.wait_for("the /64 ban", Duration::from_secs(10), || {
+        has(&d.fw_targets("ban", None), "2001:db8:1:2::/64")
+    });
+    let list = d.json(&["banned", "2001:db8:1:2::77"]);
+    assert_eq!(list["bans"][0]["target"], "2001:db8:1:2::/64");
+    let m = d.client(&["metrics"]);
+    for want in [
+        "warden_lines_read_total{jail=\"sshd\"} 3",
+        "warden_lines_matched_total{jail=\"sshd\"} 3",
+        "warden_failures_total{jail=\"sshd\"} 3",
+        "warden_bans_total{jail=\"sshd\"} 1",
+        "warden_banned{jail=\"sshd\"} 1",
+    ] {
+        assert!(m.contains(want), "{want} missing from:\n{m}");
+    }
+    d.stop();
+}
+
+#[test]
+fn firewall_errors_are_retried_and_shown_until_they_clear() {
+    let mut d = Daemon::new(
+        r#"
+[sshd]
+enabled = true
+filter = sshd
+logpath = {logs}/auth.log
+action = flaky
+"#,
+    );
+    // The action fails until the file `ok` exists.
+    d.write_config(
+        "action.d/flaky.conf",
+        "[Definition]\nactionban = test -e {dir}/ok && echo ban <ip> >> {dir}/flaky.txt\nactionunban = echo unban <ip> >> {dir}/flaky.txt\n",
+    );
+    d.start();
+    d.append("auth.log", &failures("192.0.2.40", 3));
+    d.wait_for("the pending error", Duration::from_secs(10), || {
+        let s = d.json(&["status"]);
+        !s["pending_firewall_errors"].as_array().unwrap().is_empty()
+    });
+    let st = d.jail_status("sshd");
+    assert_eq!(
+        st["actions"]["banned"][0], "192.0.2.40",
+        "the ledger holds the ban"
+    );
+    let err = st["actions"]["errors"][0].as_str().unwrap().to_string();
+    assert!(err.contains("ban of 1 failed, retrying"), "{err}");
+    let text = d.client(&["status"]);
+    assert!(text.contains("Firewall errors being retried"), "{text}");
+    std::fs::write(d.dir().join("ok"), "").unwrap();
+    d.wait_for("the retried ban", Duration::from_secs(20), || {
+        std::fs::read_to_string(d.dir().join("flaky.txt"))
+            .unwrap_or_default()
+            .contains("ban 192.0.2.40")
+    });
+    d.wait_for("the error to clear", Duration::from_secs(10), || {
+        d.json(&["status"])["pending_firewall_errors"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let m = d.client(&["metrics"]);
+    assert!(
+        m.contains("warden_firewall_errors_total{jail=\"sshd\"}"),
+        "{m}"
+    );
+    d.stop();
+}
+
+#[test]
+fn the_log_file_is_reopened_on_sigusr1() {
+    let mut d = Daemon::new(SSHD);
+    let log = d.dir().join("warden.log");
+    d.write_config(
+        "warden.local",
+        &format!(
+            "[Definition]\nloglevel = INFO\nlogtarget = {}\nsocket = {}\npidfile = {}\ndbfile = {}\n",
+            log.display(),
+            d.socket.display(),
+            d.pidfile.display(),
+            d.db.display()
+        ),
+    );
+    d.env.push(("RUST_LOG".into(), String::new()));
+    d.start();
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    d.wait_for("the log file", Duration::from_secs(10), || {
+        read(&log).contains("warden is running.")
+    });
+    let rotated = d.dir().join("warden.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGUSR1);
+    d.wait_for("a new log file", Duration::from_secs(10), || {
+        read(&log).contains("Reopened the log file.")
+    });
+    d.stop();
+    assert!(read(&log).contains("warden stopped."));
+    assert!(!read(&rotated).contains("warden stopped."));
+}
+
+#[test]
+fn a_normal_user_falls_back_to_per_user_paths_the_client_also_finds() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let d = Daemon::new(SSHD);
+    // The configured paths stay the defaults under /run and /var/lib, which nobody
+    // cannot write.
+    d.write_config("warden.local", "[Definition]\nloglevel = INFO\n");
+    let home = d.dir().join("home");
+    for p in [d.dir(), &d.config, &home] {
+        std::fs::create_dir_all(p).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    for entry in walk(&d.config) {
+        let mode = if entry.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let env = [
+        ("XDG_RUNTIME_DIR", home.join("run")),
+        ("XDG_DATA_HOME", home.join("data")),
+        ("HOME", home.clone()),
+    ];
+    let cmd = |args: &[&str]| {
+        let mut c = std::process::Command::new(crate::support::daemon::warden_bin());
+        c.arg("--config")
+            .arg(&d.config)
+            .args(args)
+            .uid(65534)
+            .gid(65534);
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        c.env_remove("WARDEN_SOCKET");
+        c
+    };
+    let err = std::fs::File::create(d.dir().join("user.log")).unwrap();
+    // Started as the README's quick start does: no --backend, so `auto` finds no
+    // firewall this user may change and says so.
+    let mut daemon = Guard(
+        cmd(&["run", "--foreground"])
+            .stdout(std::process::Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap(),
+    );
+    let daemon = &mut daemon.0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cmd(&["ping"]).output().unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline && daemon.try_wait().unwrap().is_none(),
+            "the daemon did not answer: {}",
+            std::fs::read_to_string(d.dir().join("user.log")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(home.join("run/warden/warden.sock").exists());
+    assert!(home.join("run/warden/warden.pid").exists());
+    assert!(home.join("data/warden/warden.sqlite3").exists());
+    let log = std::fs::read_to_string(d.dir().join("user.log")).unwrap();
+    assert!(
+        log.contains("Not running as root: using per-user paths."),
+        "{log}"
+    );
+    assert!(
+        log.contains("NOT enforced"),
+        "the log-backend warning: {log}"
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    assert!(daemon.wait().unwrap().success());
+    assert!(!home.join("run/warden/warden.sock").exists());
+}
+
+/// Kills a child left running by a failed assertion.
+struct Guard(std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    if dir.is_dir() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            out.extend(walk(&e.unwrap().path()));
+        }
+    }
+    out
+}

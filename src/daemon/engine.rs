@@ -370,28 +370,43 @@ impl Engine {
         let name = j.name.clone();
         match &j.backend {
             b if reads_files(b) => {
-                for (i, pattern) in j.logpath.iter().enumerate() {
-                    let key = TailKey {
+                let gkey = jail::group_key(&j);
+                let keys: Vec<TailKey> = j
+                    .logpath
+                    .iter()
+                    .map(|pattern| TailKey {
                         pattern: pattern.clone(),
                         encoding: j.logencoding.clone(),
-                    };
+                    })
+                    .collect();
+                let needs = keys
+                    .iter()
+                    .filter(|k| self.tailers.get(*k).is_none_or(|t| !t.has_group(&gkey)))
+                    .count();
+                let jc = j.clone();
+                let built = tokio::task::spawn_blocking(move || jail::line_processors(&jc, needs))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                let mut procs = match built {
+                    Ok(p) => p.into_iter().map(Box::new).collect::<Vec<_>>(),
+                    Err(e) => {
+                        error!(jail = %name, error = %e, "Cannot build the jail's matcher.");
+                        return;
+                    }
+                };
+                for (i, key) in keys.into_iter().enumerate() {
                     let sub = Subscriber {
                         jail: name.clone(),
                         tx: rt.data.clone(),
                     };
-                    if let Some(t) = self.tailers.get(&key) {
-                        let mut subs: Vec<Subscriber> = Vec::new();
-                        // Rebuild the list from the running jails plus the new one.
-                        for other in t.subscribers() {
-                            if let Some(o) = self.jails.get(&other) {
-                                subs.push(Subscriber {
-                                    jail: other.clone(),
-                                    tx: o.data.clone(),
-                                });
-                            }
-                        }
-                        subs.push(sub);
-                        t.set_subscribers(subs);
+                    if let Some(t) = self.tailers.get_mut(&key) {
+                        let p = if t.has_group(&gkey) {
+                            None
+                        } else {
+                            procs.pop()
+                        };
+                        t.subscribe(&gkey, sub, p);
                     } else {
                         let owner = key.owner();
                         let saved = self
@@ -406,12 +421,27 @@ impl Engine {
                             .unwrap_or_default();
                         let tail = j.logpath_tail.get(i).copied().unwrap_or(false);
                         let notify = *b != LogBackend::Polling;
-                        match Tailer::spawn(key.clone(), tail, notify, saved, vec![sub]) {
+                        let Some(p) = procs.pop() else {
+                            continue;
+                        };
+                        let group = sources::Group {
+                            key: gkey.clone(),
+                            jails: vec![sub],
+                        };
+                        match Tailer::spawn(
+                            key.clone(),
+                            tail,
+                            notify,
+                            saved,
+                            group,
+                            p,
+                            self.clock.clone(),
+                        ) {
                             Ok(t) => {
                                 self.tailers.insert(key.clone(), t);
                             }
                             Err(e) => {
-                                error!(jail = %name, logpath = %pattern, error = %e, "Cannot follow the log path.");
+                                error!(jail = %name, logpath = %key.pattern, error = %e, "Cannot follow the log path.");
                                 continue;
                             }
                         }
@@ -479,26 +509,13 @@ impl Engine {
     ) -> (Vec<Tailer>, Option<OwnSource>) {
         let mut idle = Vec::new();
         for key in std::mem::take(&mut rt.tails) {
-            let Some(t) = self.tailers.get(&key) else {
+            let Some(t) = self.tailers.get_mut(&key) else {
                 continue;
             };
-            let subs: Vec<Subscriber> = t
-                .subscribers()
-                .into_iter()
-                .filter(|s| s != name)
-                .filter_map(|s| {
-                    self.jails.get(&s).map(|o| Subscriber {
-                        jail: s.clone(),
-                        tx: o.data.clone(),
-                    })
-                })
-                .collect();
-            if subs.is_empty() {
-                if let Some(t) = self.tailers.remove(&key) {
-                    idle.push(t);
-                }
-            } else {
-                t.set_subscribers(subs);
+            if t.unsubscribe(name)
+                && let Some(t) = self.tailers.remove(&key)
+            {
+                idle.push(t);
             }
         }
         (idle, rt.own.take())
@@ -1330,8 +1347,10 @@ impl Engine {
             .unwrap_or_default();
         let new = fingerprint(&j);
         let actions_changed = part(&old, ACTION_KEYS) != part(&new, ACTION_KEYS);
+        let old_group = self.jails.get(&name).map(|rt| jail::group_key(&rt.config));
         let sources_changed = part(&old, SOURCE_KEYS) != part(&new, SOURCE_KEYS)
-            || old.pointer("/filter/journalmatch") != new.pointer("/filter/journalmatch");
+            || old.pointer("/filter/journalmatch") != new.pointer("/filter/journalmatch")
+            || (reads_files(&j.backend) && old_group.as_deref() != Some(&jail::group_key(&j)));
         let (jc, pfv, native) = (j.clone(), pf.to_vec(), self.native);
         let (setup, actions) = tokio::task::spawn_blocking(move || {
             let setup = build_setup(&jc, &pfv).map_err(|e| e.to_string())?;

@@ -7,7 +7,8 @@
 //! the engine with the batch's completion token, whose last holder's arrival tells the
 //! engine that the batch's read position may be saved.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -21,7 +22,9 @@ use super::metrics::JailCounters;
 use crate::Epoch;
 use crate::config::{JailConfig, LogBackend};
 use crate::date::{DateDetector, local_zone, parse_timezone};
-use crate::filter::{Filter, FilterState, LineParts, LineProcessor, LineResult, spec_from_config};
+use crate::filter::{
+    Failure, Filter, FilterState, LineParts, LineProcessor, LineResult, spec_from_config,
+};
 use crate::jail::dns::Resolve;
 use crate::jail::ignore::IgnoreList;
 use crate::jail::portscan::{PortScanConfig, PortScanDetector, Probe};
@@ -62,12 +65,77 @@ impl Completion {
     }
 }
 
+/// A failure found in a file by a matcher shared by the jails of one filter, handed to
+/// each of them.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub id: String,
+    pub addr: Option<IpAddr>,
+    pub prefix: Option<u8>,
+    pub needs_dns: bool,
+    /// The line's time (before the jail's time rules).
+    pub time: Epoch,
+    /// The matched line.
+    pub line: Arc<str>,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Found {
+    pub fn from_failure(mut f: Failure) -> Found {
+        Found {
+            line: f
+                .matches
+                .pop()
+                .map(Arc::from)
+                .unwrap_or_else(|| Arc::from("")),
+            id: f.id,
+            addr: f.addr,
+            prefix: f.prefix,
+            needs_dns: f.needs_dns,
+            time: f.time.as_second(),
+            fields: f.fields,
+        }
+    }
+
+    fn offense(&self, time: Epoch) -> Offense<'_> {
+        Offense {
+            id: &self.id,
+            addr: self.addr,
+            prefix: self.prefix,
+            needs_dns: self.needs_dns,
+            time,
+            line: Some(self.line.clone()),
+            fields: Some(&self.fields),
+        }
+    }
+}
+
+/// Runs `lines` through a file matcher: the failures found and how many lines matched.
+pub fn match_lines(
+    p: &mut LineProcessor,
+    lines: &[Line],
+    now: jiff::Timestamp,
+) -> (Vec<Found>, u64) {
+    let mut found = Vec::new();
+    let mut matched = 0u64;
+    for line in lines {
+        if let LineResult::Matched(fs) = p.process(&line.text, now).result {
+            matched += 1;
+            found.extend(fs.into_iter().map(Found::from_failure));
+        }
+    }
+    (found, matched)
+}
+
 /// Data for a jail.
 #[derive(Debug)]
 pub enum JailInput {
-    /// Lines of a followed file. `catch_up` while the source reads its backlog.
-    Lines {
-        lines: Arc<Vec<Line>>,
+    /// The failures a file matcher found in a batch of `lines` lines, `matched` of which
+    /// matched. `catch_up` while the source reads its backlog.
+    Found {
+        found: Arc<Vec<Found>>,
+        lines: u64,
+        matched: u64,
         catch_up: bool,
         done: Option<Arc<Completion>>,
     },
@@ -106,8 +174,11 @@ pub struct Output {
 
 /// How a jail turns its input into failures.
 pub enum Matcher {
-    /// File lines: date detection, then the filter.
+    /// File lines: date detection, then the filter. Held by the jail's file sources (one
+    /// per source, shared by the jails with the same filter), not by the jail.
     Lines(Box<LineProcessor>),
+    /// A file jail: its sources match, the jail counts what they found.
+    Shared,
     /// Journal entries: the filter alone (the entry carries its time).
     Journal(Box<FilterState>),
     /// pflog records: the field filter, and optionally the port-scan detector.
@@ -123,6 +194,7 @@ impl std::fmt::Debug for Matcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Matcher::Lines(_) => "Lines",
+            Matcher::Shared => "Shared",
             Matcher::Journal(_) => "Journal",
             Matcher::Pflog { .. } => "Pflog",
             Matcher::Ledger => "Ledger",
@@ -192,35 +264,75 @@ pub fn build_matcher(j: &JailConfig, pf_jails: &[String]) -> Result<Matcher, Set
                 scan,
             })
         }
-        backend => {
+        LogBackend::Systemd(_) => {
             let spec = spec_from_config(&j.filter, j.usedns);
             let filter = Arc::new(Filter::compile(&spec).map_err(|e| filter_err(e.to_string()))?);
-            if matches!(backend, LogBackend::Systemd(_)) {
-                return Ok(Matcher::Journal(Box::new(FilterState::new(filter))));
-            }
-            let zone = match &j.logtimezone {
-                Some(z) => parse_timezone(z).map_err(|e| SetupError::Zone {
-                    jail: j.name.clone(),
-                    zone: z.clone(),
-                    message: e.to_string(),
-                })?,
-                None => local_zone(),
-            };
-            let dates = DateDetector::new(j.filter.datepattern.as_deref(), zone)
-                .map_err(|e| filter_err(format!("datepattern: {e}")))?;
-            let mut p = LineProcessor::new(filter, dates);
-            p.live = true;
-            Ok(Matcher::Lines(Box::new(p)))
+            Ok(Matcher::Journal(Box::new(FilterState::new(filter))))
         }
+        _ => Ok(Matcher::Lines(Box::new(line_processor(j)?))),
     }
 }
 
+/// Compiles a file jail's filter and date detection.
+pub fn line_processor(j: &JailConfig) -> Result<LineProcessor, SetupError> {
+    Ok(line_processors(j, 1)?.remove(0))
+}
+
+/// `n` matchers for a file jail (one per source), compiling its filter once.
+pub fn line_processors(j: &JailConfig, n: usize) -> Result<Vec<LineProcessor>, SetupError> {
+    let filter_err = |message: String| SetupError::Filter {
+        jail: j.name.clone(),
+        message,
+    };
+    let spec = spec_from_config(&j.filter, j.usedns);
+    let filter = Arc::new(Filter::compile(&spec).map_err(|e| filter_err(e.to_string()))?);
+    let zone = match &j.logtimezone {
+        Some(z) => parse_timezone(z).map_err(|e| SetupError::Zone {
+            jail: j.name.clone(),
+            zone: z.clone(),
+            message: e.to_string(),
+        })?,
+        None => local_zone(),
+    };
+    let dates = DateDetector::new(j.filter.datepattern.as_deref(), zone)
+        .map_err(|e| filter_err(format!("datepattern: {e}")))?;
+    Ok((0..n.max(1))
+        .map(|_| {
+            let mut p = LineProcessor::new(filter.clone(), dates.clone());
+            p.live = true;
+            p
+        })
+        .collect())
+}
+
+/// What a file jail's matching depends on: jails with equal keys reading the same source
+/// share one matcher (and so match each line once).
+pub fn group_key(j: &JailConfig) -> String {
+    let mut f = serde_json::to_value(&j.filter).unwrap_or_default();
+    if let Some(m) = f.as_object_mut() {
+        m.remove("failregex_spans");
+        m.remove("file");
+    }
+    serde_json::json!({
+        "filter": f,
+        "usedns": j.usedns,
+        "zone": j.logtimezone,
+    })
+    .to_string()
+}
+
 /// Builds everything of a jail's setup (regexes are compiled here: call off the runtime).
+/// A file jail's matcher is left to its sources ([`Matcher::Shared`]); its filter is
+/// compiled once here all the same, so a broken filter keeps the jail from starting.
 pub fn build_setup(j: &JailConfig, pf_jails: &[String]) -> Result<JailSetup, SetupError> {
+    let matcher = match build_matcher(j, pf_jails)? {
+        Matcher::Lines(_) => Matcher::Shared,
+        m => m,
+    };
     Ok(JailSetup {
         rules: JailRules::from_config(j)?,
         ignore: JailRules::ignore_list(j)?,
-        matcher: build_matcher(j, pf_jails)?,
+        matcher,
     })
 }
 
@@ -352,8 +464,10 @@ impl JailState {
         let now = now_ts.as_second();
         let mut bans = Vec::new();
         let done = match input {
-            JailInput::Lines {
+            JailInput::Found {
+                found,
                 lines,
+                matched,
                 catch_up,
                 done,
             } => {
@@ -362,30 +476,18 @@ impl JailState {
                 } else {
                     Phase::Live
                 };
-                if let Matcher::Lines(p) = &mut self.matcher {
-                    let mut matched = 0u64;
-                    let mut failures = 0u64;
-                    for line in lines.iter() {
-                        let out = p.process(&line.text, now_ts);
-                        let LineResult::Matched(fs) = out.result else {
-                            continue;
-                        };
-                        matched += 1;
-                        for f in &fs {
-                            let Some(t) =
-                                self.time.apply(f.time.as_second(), now, phase, &line.text)
-                            else {
-                                continue;
-                            };
-                            failures += 1;
-                            let o = Offense::from_failure(f, t);
-                            self.core.offense(&o, now, self.priors.as_mut(), &mut bans);
-                        }
-                    }
-                    self.counters.lines_read.inc_by(lines.len() as u64);
-                    self.counters.lines_matched.inc_by(matched);
-                    self.counters.failures.inc_by(failures);
+                let mut failures = 0u64;
+                for f in found.iter() {
+                    let Some(t) = self.time.apply(f.time, now, phase, &f.line) else {
+                        continue;
+                    };
+                    failures += 1;
+                    self.core
+                        .offense(&f.offense(t), now, self.priors.as_mut(), &mut bans);
                 }
+                self.counters.lines_read.inc_by(lines);
+                self.counters.lines_matched.inc_by(matched);
+                self.counters.failures.inc_by(failures);
                 done
             }
             JailInput::Journal { entries, done } => {
@@ -436,7 +538,7 @@ impl JailState {
                         let Some(t) = self.time.apply(ev.epoch(), now, Phase::Recorded, "") else {
                             continue;
                         };
-                        let text;
+                        let text: String;
                         let (id, line) = match scan.as_mut() {
                             Some(d) => {
                                 let Some(probe) = Probe::from_event(ev) else {
@@ -462,7 +564,7 @@ impl JailState {
                             prefix: None,
                             needs_dns: false,
                             time: t,
-                            line: Some(line),
+                            line: Some(Arc::from(line)),
                             fields: None,
                         };
                         self.core.offense(&o, now, self.priors.as_mut(), &mut bans);
@@ -496,7 +598,7 @@ impl JailState {
             failures += 1;
             let id = crate::jail::target::display(&ev.target);
             let line = format!("banned in jail {} ({} failures)", ev.jail, ev.failures);
-            let o = Offense::of_target(&id, ev.target, t, Some(&line));
+            let o = Offense::of_target(&id, ev.target, t, Some(Arc::from(line)));
             self.core.offense(&o, now, self.priors.as_mut(), &mut bans);
         }
         for b in &mut bans {

@@ -137,7 +137,7 @@ struct Pending {
     addr: Option<IpAddr>,
     prefix: Option<u8>,
     needs_dns: bool,
-    line: String,
+    line: Arc<str>,
     fields: BTreeMap<String, String>,
 }
 
@@ -189,7 +189,7 @@ impl Stream {
                         addr: f.addr,
                         prefix: f.prefix,
                         needs_dns: f.needs_dns,
-                        line: f.matches.last().cloned().unwrap_or_default(),
+                        line: Arc::from(f.matches.last().map(String::as_str).unwrap_or_default()),
                         fields: f.fields.clone(),
                     });
                 }
@@ -407,7 +407,7 @@ impl Sim {
             prefix: p.prefix,
             needs_dns: p.needs_dns,
             time: p.time,
-            line: Some(&p.line),
+            line: Some(p.line.clone()),
             fields: Some(&p.fields),
         };
         let mut bans = Vec::new();
@@ -493,7 +493,7 @@ impl Sim {
         for k in targets {
             let id = display(&b.target);
             let line = format!("banned in jail {}", rules.name);
-            let o = Offense::of_target(&id, b.target, now, Some(&line));
+            let o = Offense::of_target(&id, b.target, now, Some(Arc::from(line)));
             let mut bans = Vec::new();
             let name = self.jails[k].config.name.clone();
             let mut priors = SimPriors {

@@ -1,12 +1,14 @@
 //! Sources feeding jails: shared file tailers, journal readers and pflog readers.
 //!
 //! A file tailer follows one `logpath` entry (one pattern, one encoding) for every jail
-//! that names it, so ten jails reading `auth.log` read it once. Each batch goes to every
-//! subscribed jail with one completion token; the read positions after the batch are saved
-//! (in the ledger, under the owner `file:<pattern>`) once every jail has processed it.
+//! that names it, so ten jails reading `auth.log` read it once; and the jails among them
+//! with the same filter share one matcher, so each line is also matched once (on the
+//! blocking pool). The failures found go to every subscribed jail with one completion
+//! token; the read positions after the batch are saved (in the ledger, under the owner
+//! `file:<pattern>`) once every jail has counted them.
 //! Journal and pflog readers belong to one jail each; they save their cursor the same way.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +17,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use super::jail::{Completion, JailInput, Save};
+use super::clock::Clock;
+use super::jail::{Completion, JailInput, Save, match_lines};
+use crate::filter::LineProcessor;
 use crate::source::file::{FilePosition, FileSource, FileTailer, Notice, WatchOptions};
 use crate::source::journal::{JournalOptions, JournalSource, JournalStart};
 use crate::source::pflog::{PflogPosition, PflogTail, StartAt};
@@ -50,27 +54,54 @@ impl TailKey {
     }
 }
 
+/// Jails sharing one matcher on a tailer (same filter, same time zone): each line is
+/// matched once for all of them.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub key: String,
+    pub jails: Vec<Subscriber>,
+}
+
+/// A change of a tailer's groups, with matchers for the groups that are new.
+struct GroupUpdate {
+    groups: Vec<Group>,
+    processors: Vec<(String, Box<LineProcessor>)>,
+}
+
 /// A running shared tailer.
 #[derive(Debug)]
 pub struct Tailer {
     pub key: TailKey,
     source: Option<FileSource>,
     forward: Option<JoinHandle<()>>,
-    subs: watch::Sender<Arc<Vec<Subscriber>>>,
+    ctl: mpsc::UnboundedSender<GroupUpdate>,
+    groups: BTreeMap<String, Vec<Subscriber>>,
     /// Files followed now (for `warden status`).
     pub files: Arc<Mutex<BTreeSet<PathBuf>>>,
     pub notify: bool,
 }
 
+impl std::fmt::Debug for GroupUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupUpdate")
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Tailer {
-    /// Starts following `key` from `saved` positions. `tail`: start at the end of files
-    /// present now that have no saved position.
+    /// Starts following `key` from `saved` positions for the jails of `group`, matched by
+    /// `processor`. `tail`: start at the end of files present now that have no saved
+    /// position.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         key: TailKey,
         tail: bool,
         notify: bool,
         saved: Vec<FilePosition>,
-        subs: Vec<Subscriber>,
+        group: Group,
+        processor: Box<LineProcessor>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Tailer, crate::source::file::FileSourceError> {
         let entry = if tail {
             format!("{} tail", key.pattern)
@@ -85,26 +116,73 @@ impl Tailer {
                 ..WatchOptions::default()
             },
         );
-        let (subs_tx, subs_rx) = watch::channel(Arc::new(subs));
+        let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let files = Arc::new(Mutex::new(BTreeSet::new()));
-        let forward = tokio::spawn(forward(rx, subs_rx, key.owner(), saved, files.clone()));
+        let mut procs = HashMap::new();
+        procs.insert(group.key.clone(), processor);
+        let forward = tokio::spawn(forward(
+            rx,
+            ctl_rx,
+            vec![group.clone()],
+            procs,
+            key.owner(),
+            saved,
+            files.clone(),
+            clock,
+        ));
         Ok(Tailer {
             key,
             source: Some(source),
             forward: Some(forward),
-            subs: subs_tx,
+            ctl,
+            groups: BTreeMap::from([(group.key, group.jails)]),
             files,
             notify,
         })
     }
 
-    /// Replaces the subscribed jails.
-    pub fn set_subscribers(&self, subs: Vec<Subscriber>) {
-        self.subs.send_replace(Arc::new(subs));
+    /// Whether jails of the matcher `key` already read this tailer.
+    pub fn has_group(&self, key: &str) -> bool {
+        self.groups.contains_key(key)
     }
 
-    pub fn subscribers(&self) -> Vec<String> {
-        self.subs.borrow().iter().map(|s| s.jail.clone()).collect()
+    /// Adds a jail to the group `key`; `processor` is needed when the group is new.
+    pub fn subscribe(&mut self, key: &str, sub: Subscriber, processor: Option<Box<LineProcessor>>) {
+        self.groups.entry(key.to_string()).or_default().push(sub);
+        let processors = processor
+            .map(|p| vec![(key.to_string(), p)])
+            .unwrap_or_default();
+        self.push(processors);
+    }
+
+    /// Removes a jail; true when no jail is left.
+    pub fn unsubscribe(&mut self, jail: &str) -> bool {
+        for subs in self.groups.values_mut() {
+            subs.retain(|s| s.jail != jail);
+        }
+        self.groups.retain(|_, subs| !subs.is_empty());
+        self.push(Vec::new());
+        self.groups.is_empty()
+    }
+
+    /// The jails reading this tailer.
+    pub fn jails(&self) -> Vec<String> {
+        self.groups
+            .values()
+            .flat_map(|g| g.iter().map(|s| s.jail.clone()))
+            .collect()
+    }
+
+    fn push(&self, processors: Vec<(String, Box<LineProcessor>)>) {
+        let groups = self
+            .groups
+            .iter()
+            .map(|(k, jails)| Group {
+                key: k.clone(),
+                jails: jails.clone(),
+            })
+            .collect();
+        let _ = self.ctl.send(GroupUpdate { groups, processors });
     }
 
     /// Stops reading; batches already handed on are still processed by the jails.
@@ -118,17 +196,36 @@ impl Tailer {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     mut rx: mpsc::Receiver<crate::source::file::Batch>,
-    subs: watch::Receiver<Arc<Vec<Subscriber>>>,
+    mut ctl: mpsc::UnboundedReceiver<GroupUpdate>,
+    mut groups: Vec<Group>,
+    mut procs: HashMap<String, Box<LineProcessor>>,
     owner: String,
     saved: Vec<FilePosition>,
     files: Arc<Mutex<BTreeSet<PathBuf>>>,
+    clock: Arc<dyn Clock>,
 ) {
     let mut positions: BTreeMap<PathBuf, FilePosition> =
         saved.into_iter().map(|p| (p.path.clone(), p)).collect();
     let mut catch_up = true;
-    while let Some(batch) = rx.recv().await {
+    loop {
+        let batch = tokio::select! {
+            biased;
+            u = ctl.recv() => {
+                if let Some(u) = u {
+                    procs.extend(u.processors);
+                    procs.retain(|k, _| u.groups.iter().any(|g| &g.key == k));
+                    groups = u.groups;
+                }
+                continue;
+            }
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => break,
+            },
+        };
         {
             let mut f = files.lock().unwrap_or_else(|e| e.into_inner());
             for n in &batch.notices {
@@ -153,16 +250,40 @@ async fn forward(
         for p in &batch.forgotten {
             positions.remove(p);
         }
-        let lines = Arc::new(batch.lines);
         let this_catch_up = catch_up;
         if !batch.more {
             catch_up = false;
         }
-        if lines.is_empty() && !changed {
+        if (batch.lines.is_empty() && !changed) || groups.is_empty() {
             continue;
         }
-        let subs = subs.borrow().clone();
-        if subs.is_empty() {
+        let n_lines = batch.lines.len() as u64;
+        let lines = batch.lines;
+        let keys: Vec<String> = groups.iter().map(|g| g.key.clone()).collect();
+        let now = clock.timestamp();
+        let mut taken = std::mem::take(&mut procs);
+        let (back, results) = match tokio::task::spawn_blocking(move || {
+            let mut results = Vec::with_capacity(keys.len());
+            for k in keys {
+                if let Some(p) = taken.get_mut(&k) {
+                    let (found, matched) = match_lines(p, &lines, now);
+                    results.push((k, Arc::new(found), matched));
+                }
+            }
+            (taken, results)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        procs = back;
+        let receivers: usize = results
+            .iter()
+            .filter_map(|(k, _, _)| groups.iter().find(|g| &g.key == k))
+            .map(|g| g.jails.len())
+            .sum();
+        if receivers == 0 {
             continue;
         }
         let save = Save {
@@ -171,17 +292,24 @@ async fn forward(
             value: serde_json::to_string(&positions.values().collect::<Vec<_>>())
                 .expect("positions serialise"),
         };
-        let done = Completion::new(subs.len(), save);
-        for s in subs.iter() {
-            let msg = JailInput::Lines {
-                lines: lines.clone(),
-                catch_up: this_catch_up,
-                done: Some(done.clone()),
+        let done = Completion::new(receivers, save);
+        for (k, found, matched) in results {
+            let Some(g) = groups.iter().find(|g| g.key == k) else {
+                continue;
             };
-            if s.tx.send(msg).await.is_err() {
-                // The jail is gone: count it done so the others still save.
-                done.finish_one();
-                debug!(jail = %s.jail, "A jail stopped while its tailer was sending.");
+            for s in &g.jails {
+                let msg = JailInput::Found {
+                    found: found.clone(),
+                    lines: n_lines,
+                    matched,
+                    catch_up: this_catch_up,
+                    done: Some(done.clone()),
+                };
+                if s.tx.send(msg).await.is_err() {
+                    // The jail is gone: count it done so the others still save.
+                    done.finish_one();
+                    debug!(jail = %s.jail, "A jail stopped while its tailer was sending.");
+                }
             }
         }
     }

@@ -17,17 +17,18 @@ use tracing::warn;
 use super::dns::Resolve;
 use super::escalation::{self, EscalationError, failure_weight};
 use super::ignore::{IgnoreError, IgnoreList, IgnoreReason};
-use super::target::{Cidr, CidrError, display};
-use super::window::{self, FailureWindow, Outcome};
+use super::target::{Cidr, CidrError};
+use super::window::{self, FailureKey, FailureWindow, Outcome};
 use crate::Epoch;
 use crate::config::{Escalation, JailConfig, UseDns};
 use crate::filter::Failure;
 use crate::ledger::{Origin, Prior};
 
-/// Bytes one tracked id costs at most, beyond its matched lines: the window entry, its
-/// failure times (at most `maxretry`), the hash-map and eviction-index slots, and the id
-/// text twice. Measured layout, rounded up; `docs/daemon.md` explains the bound.
-pub const BYTES_PER_TRACKED: usize = 512;
+/// Bytes one tracked id costs, beyond its matched lines (which are shared with the other
+/// jails counting the same line): the hash-map slot with up to three failures inline,
+/// and up to two eviction-queue slots. For `maxretry` above 4, each further failure kept
+/// costs 32 bytes more. `docs/daemon.md` explains the bound and how it was measured.
+pub const BYTES_PER_TRACKED: usize = 256;
 
 /// A jail's counting and banning rules.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,8 +141,8 @@ pub struct Offense<'a> {
     pub needs_dns: bool,
     /// When it happened (after the time rules).
     pub time: Epoch,
-    /// The matched text kept for the ban record.
-    pub line: Option<&'a str>,
+    /// The matched text kept for the ban record (shared by every jail counting it).
+    pub line: Option<Arc<str>>,
     pub fields: Option<&'a BTreeMap<String, String>>,
 }
 
@@ -154,13 +155,13 @@ impl<'a> Offense<'a> {
             prefix: f.prefix,
             needs_dns: f.needs_dns,
             time,
-            line: f.matches.last().map(String::as_str),
+            line: f.matches.last().map(|m| Arc::from(m.as_str())),
             fields: Some(&f.fields),
         }
     }
 
     /// A failure of an address (or network) with no log line (pflog, ledger).
-    pub fn of_target(id: &'a str, target: IpNet, time: Epoch, line: Option<&'a str>) -> Self {
+    pub fn of_target(id: &'a str, target: IpNet, time: Epoch, line: Option<Arc<str>>) -> Self {
         Offense {
             id,
             addr: Some(target.addr()),
@@ -320,7 +321,8 @@ impl JailCore {
         }
         // A raw id: counted, but a ban needs an address.
         self.stats.not_address += 1;
-        if let Outcome::Ban { .. } = self.window.add(o.id, o.time, 1, o.line)
+        let key = FailureKey::Raw(Arc::from(o.id));
+        if let Outcome::Ban { .. } = self.window.add(&key, o.time, 1, o.line.clone())
             && now >= self.next_raw_warning
         {
             self.next_raw_warning = now + 3600;
@@ -359,8 +361,8 @@ impl JailCore {
         } else {
             1
         };
-        let key = display(&target);
-        match self.window.add(&key, o.time, weight, o.line) {
+        let key = FailureKey::Net(target);
+        match self.window.add(&key, o.time, weight, o.line.clone()) {
             Outcome::Counted { .. } => Verdict::Counted,
             Outcome::Ban {
                 failures,
@@ -391,7 +393,7 @@ impl JailCore {
 
     /// Forgets the failures of `target` (after an unban, so it starts from zero).
     pub fn forget(&mut self, target: &IpNet) {
-        self.window.remove(&display(target));
+        self.window.remove(&FailureKey::Net(*target));
     }
 
     pub fn currently_failed(&self) -> usize {
@@ -452,7 +454,7 @@ mod tests {
             prefix: None,
             needs_dns: false,
             time: t,
-            line: Some("line"),
+            line: Some(Arc::from("line")),
             fields: None,
         };
         c.offense(&o, t, &mut NoPriors, out)
