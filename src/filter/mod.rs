@@ -22,7 +22,8 @@
 //! - `(?P<name>...)` also accepts `-` in names (fail2ban's `<F-MY-FIELD>` gives
 //!   `my-field`, which Python rejects); lookbehinds need not be fixed-width; `\N{...}` is
 //!   not supported.
-//! - The session cache (`F-MLFID`) expires by line time, not wall-clock time.
+//! - The daemon's session cache (`F-MLFID`) expires by line time, not wall-clock time
+//!   (offline runs choose fail2ban's wall clock: [`SessionClock`]).
 //! - Host names are not resolved here: a failure carries `needs_dns` and the jail
 //!   resolves it.
 //! - A backtracking search that reaches the backtrack limit counts as no match.
@@ -38,7 +39,7 @@ pub mod translate;
 pub use engine::MatchStats;
 pub use pipeline::{
     DEFAULT_BACKTRACK_LIMIT, EngineInfo, Failure, Filter, FilterError, FilterSpec, FilterState,
-    LineParts, LineResult, RegexKind, UseDnsMode,
+    LineParts, LineResult, RegexKind, SessionClock, UseDnsMode,
 };
 pub use processor::{LineProcessor, Processed, ProcessorError, spec_from_config};
 pub use translate::Engine;

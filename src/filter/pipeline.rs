@@ -622,14 +622,35 @@ enum Keep {
     Restore { seq: u64, expires: Timestamp },
 }
 
+/// The clock that ages the session cache (`F-MLFID` entries live five minutes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SessionClock {
+    /// The time given with each line: replaying an old log ages sessions as they aged
+    /// when it was written (the daemon).
+    #[default]
+    LineTime,
+    /// The wall clock, as fail2ban keeps it (fail2ban-regex and its sample tests: a run
+    /// over a whole log takes less than the lifetime, so sessions end only by count).
+    Wall,
+}
+
 /// Per-source state: the multi-line buffer and the session cache.
 #[derive(Debug)]
 pub struct FilterState {
+    session_clock: SessionClock,
     filter: Arc<Filter>,
     buffer: Vec<BufLine>,
     mlfid: MlfidCache,
     stats: MatchStats,
     prefregex_matched: Option<bool>,
+    /// Ignoreregexes that matched during the last line, once per match (what
+    /// fail2ban-regex counts).
+    ignore_hits: Vec<usize>,
+    /// Earlier lines (as written) that the last line's match took out of the multi-line
+    /// buffer.
+    consumed: Vec<Arc<str>>,
+    /// The buffer before the last line, for `consumed` (multi-line only).
+    previous: Vec<Arc<str>>,
     pre_scratch: Option<Scratch>,
     fail_scratch: Scratch,
     ignore_scratch: Scratch,
@@ -643,6 +664,7 @@ pub struct FilterState {
 impl FilterState {
     pub fn new(filter: Arc<Filter>) -> Self {
         FilterState {
+            session_clock: SessionClock::LineTime,
             pre_scratch: filter.prefregex.as_ref().map(|p| p.list.scratch()),
             content_cache: filter.content_finder.as_ref().map(ContentFinder::cache),
             fail_scratch: filter.failregex.list.scratch(),
@@ -652,7 +674,34 @@ impl FilterState {
             mlfid: MlfidCache::default(),
             stats: MatchStats::default(),
             prefregex_matched: None,
+            ignore_hits: Vec::new(),
+            consumed: Vec::new(),
+            previous: Vec::new(),
         }
+    }
+
+    /// Chooses the clock of the session cache.
+    pub fn set_session_clock(&mut self, clock: SessionClock) {
+        self.session_clock = clock;
+    }
+
+    fn session_now(&self, line_time: Timestamp) -> Timestamp {
+        match self.session_clock {
+            SessionClock::LineTime => line_time,
+            SessionClock::Wall => Timestamp::now(),
+        }
+    }
+
+    /// The ignoreregexes that matched during the last line (an index per match; in
+    /// check-all mode one ignoreregex may match once per failregex match).
+    pub fn last_ignore_hits(&self) -> &[usize] {
+        &self.ignore_hits
+    }
+
+    /// In multi-line mode: the earlier lines (as written) that the last line's match (or
+    /// ignore) took out of the buffer, i.e. that turned out to belong to a match.
+    pub fn last_consumed(&self) -> &[Arc<str>] {
+        &self.consumed
     }
 
     pub fn filter(&self) -> &Arc<Filter> {
@@ -701,6 +750,34 @@ impl FilterState {
         time: Timestamp,
         check_all: bool,
     ) -> LineResult {
+        self.ignore_hits.clear();
+        self.consumed.clear();
+        if self.filter.maxlines == 1 {
+            return self.run_line(parts, time, check_all);
+        }
+        // The lines that stay in the buffer when this one arrives (the oldest goes when
+        // it is full).
+        let full = self.buffer.len() >= self.filter.maxlines;
+        self.previous.clear();
+        self.previous.extend(
+            self.buffer
+                .iter()
+                .skip(usize::from(full))
+                .map(|l| l.full.clone()),
+        );
+        let result = self.run_line(parts, time, check_all);
+        let buffer = &self.buffer;
+        self.consumed.extend(
+            self.previous
+                .iter()
+                // fail2ban compares lines by value.
+                .filter(|p| !buffer.iter().any(|b| b.full == **p))
+                .cloned(),
+        );
+        result
+    }
+
+    fn run_line(&mut self, parts: LineParts, time: Timestamp, check_all: bool) -> LineResult {
         let filter = self.filter.clone();
         let f = &*filter;
         let line = BufLine::new(parts);
@@ -870,10 +947,11 @@ impl FilterState {
             // The session the failure belongs to, stored back when the line is done.
             let mut session: Option<(String, Keep)> = None;
             if let Some(key) = &mlfid {
-                let (merged, keep) = self.merge_failure(key, fail, &matched, time);
+                let (merged, keep) =
+                    self.merge_failure(key, fail, &matched, self.session_now(time));
                 fail = merged;
                 if truthy(fail.groups.get("nofail")) && !check_all {
-                    self.keep_session(key, keep, fail, time);
+                    self.keep_session(key, keep, fail, self.session_now(time));
                     return LineResult::Ignored {
                         ignoreregex: None,
                         failregex: Some(index),
@@ -905,12 +983,26 @@ impl FilterState {
             if let Some(ip4) = fail.get_str("ip4") {
                 match cidr_of(&fail, Cidr::V4) {
                     Some(c) => id_source = Some((Value::Str(ip4), c, true)),
-                    None => return self.end_session(session, fail, time, LineResult::Missed),
+                    None => {
+                        return self.end_session(
+                            session,
+                            fail,
+                            self.session_now(time),
+                            LineResult::Missed,
+                        );
+                    }
                 }
             } else if let Some(ip6) = fail.get_str("ip6") {
                 match cidr_of(&fail, Cidr::V6) {
                     Some(c) => id_source = Some((Value::Str(ip6), c, true)),
-                    None => return self.end_session(session, fail, time, LineResult::Missed),
+                    None => {
+                        return self.end_session(
+                            session,
+                            fail,
+                            self.session_now(time),
+                            LineResult::Missed,
+                        );
+                    }
                 }
             } else if let Some(dns) = fail.get_str("dns") {
                 id_source = Some((Value::Str(dns), default_cidr, raw_ids));
@@ -935,7 +1027,7 @@ impl FilterState {
                             ignoreregex: None,
                             failregex: Some(index),
                         };
-                        return self.end_session(session, fail, time, r);
+                        return self.end_session(session, fail, self.session_now(time), r);
                     }
                     ids.push((
                         Converted {
@@ -964,7 +1056,12 @@ impl FilterState {
                         Err(e) => {
                             // fail2ban raises here and loses the whole line.
                             tracing::trace!(regex = index, error = %e, "Unreadable failure id; line dropped");
-                            return self.end_session(session, fail, time, LineResult::Missed);
+                            return self.end_session(
+                                session,
+                                fail,
+                                self.session_now(time),
+                                LineResult::Missed,
+                            );
                         }
                     }
                 }
@@ -990,7 +1087,7 @@ impl FilterState {
                 failures.push(make_failure(&fail, c, needs_dns, pending, index, time));
             }
             if let Some((key, keep)) = session {
-                self.keep_session(&key, keep, fail, time);
+                self.keep_session(&key, keep, fail, self.session_now(time));
             }
             if !check_all {
                 break;
@@ -1056,6 +1153,7 @@ impl FilterState {
             &mut self.stats,
         ) {
             found = Some(h.index);
+            self.ignore_hits.push(h.index);
             from = h.index + 1;
             if (!check_all || f.maxlines > 1)
                 && let Some((_, unmatched)) = fail_lines
