@@ -5,6 +5,7 @@ mod support;
 mod config_check;
 mod config_compat;
 mod config_samples;
+mod conformance;
 mod date_compat;
 mod date_props;
 mod date_zone;

@@ -167,16 +167,17 @@ pub fn run(cli: &Cli, args: &TestArgs) -> CliResult {
     };
     let spec = crate::filter::spec_from_config(&fc, usedns);
     let filter = Filter::compile(&spec).map_err(|e| usage(filter_error(&fc, &e)))?;
-    let dates = DateDetector::with_reference_time(fc.datepattern.as_deref(), zone.clone(), now)
-        .map_err(|e| {
-            let at = fc
-                .file
-                .as_ref()
-                .filter(|_| args.datepattern.is_none())
-                .map(|f| format!("{}: ", f.display()))
-                .unwrap_or_default();
-            usage(anyhow!("{at}datepattern: {e}"))
-        })?;
+    // `--now` decides the year of dates without one; the years a four-digit year field
+    // accepts follow the clock, as in fail2ban.
+    let dates = DateDetector::new(fc.datepattern.as_deref(), zone.clone()).map_err(|e| {
+        let at = fc
+            .file
+            .as_ref()
+            .filter(|_| args.datepattern.is_none())
+            .map(|f| format!("{}: ", f.display()))
+            .unwrap_or_default();
+        usage(anyhow!("{at}datepattern: {e}"))
+    })?;
     let filter = Arc::new(filter);
     let mut processor = LineProcessor::new(filter.clone(), dates);
     processor.check_all = !args.no_check_all && args.out.is_none();

@@ -6,3 +6,4 @@ pub mod netns;
 pub mod pcap;
 #[cfg(feature = "sim")]
 pub mod pfctl;
+pub mod samples;
