@@ -380,7 +380,8 @@ impl PatternList {
             .span(m.start()..m.end())
             .anchored(Anchored::Yes);
         single.search_captures_with(cache, &input, caps);
-        caps.is_match().then(|| hit_from(winner, caps))
+        caps.is_match()
+            .then(|| fast_hit(&self.entries[winner].translation, winner, caps))
     }
 
     fn fast_generic(
@@ -445,7 +446,8 @@ impl PatternList {
         }
         let (cache, caps) = scratch.singles[index].as_mut()?;
         single.search_captures_with(cache, &Input::new(hay), caps);
-        caps.is_match().then(|| hit_from(index, caps))
+        caps.is_match()
+            .then(|| fast_hit(&entry.translation, index, caps))
     }
 
     /// The lowest fallback entry in `from..limit` that matches.
@@ -580,6 +582,24 @@ impl ContentFinder {
             Some(_) => ContentStart::Unknown,
         }
     }
+}
+
+/// A fast entry's hit with groups by Python index (a rewritten pattern may hold several
+/// copies of a group, of which at most one takes part in a match).
+fn fast_hit(tr: &Translation, index: usize, caps: &Captures) -> Hit {
+    let Some(map) = &tr.fast_groups else {
+        return hit_from(index, caps);
+    };
+    let mut groups = vec![None; tr.names.len().max(1)];
+    groups[0] = caps.get_group(0).map(|s| (s.start, s.end));
+    for (k, &py) in map.iter().enumerate() {
+        if let Some(sp) = caps.get_group(k + 1)
+            && let Some(slot) = groups.get_mut(py)
+        {
+            *slot = Some((sp.start, sp.end));
+        }
+    }
+    Hit { index, groups }
 }
 
 fn hit_from(index: usize, caps: &Captures) -> Hit {

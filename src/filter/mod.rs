@@ -5,6 +5,7 @@
 //! - `tags`: fail2ban's `<HOST>`, `<F-USER>`, ... shorthands.
 //! - `pyre`: a parser for Python's `re` dialect.
 //! - `translate`: which engine runs a pattern, and the pattern written for it.
+//! - `rewrite`: conditionals and tempered dots rewritten for the fast engine.
 //! - `engine`: compiled regex lists with Python's "first in list order wins".
 //! - `addr`: failure ids to addresses as fail2ban reads them.
 //! - `pipeline`: [`Filter`], [`FilterState`] and what a line produces.
@@ -33,6 +34,7 @@ pub mod engine;
 pub mod pipeline;
 pub mod processor;
 pub mod pyre;
+pub mod rewrite;
 pub mod tags;
 pub mod translate;
 

@@ -36,6 +36,7 @@ use super::pyre::{
     self, Assertion, Class, ClassItem, Node, Parsed, Perl, PerlKind, PyReError, RepeatMode,
     StartFlags,
 };
+use super::rewrite;
 
 /// Which engine runs a pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -69,10 +70,15 @@ pub struct TranslateOptions {
 #[derive(Debug, Clone)]
 pub struct Translation {
     pub engine: Engine,
-    /// Why the fallback engine is needed (empty for fast patterns).
+    /// Why the fallback engine is needed (empty for fast patterns); for a pattern the
+    /// fast engine runs after a rewrite, `rewritten: ` and what was rewritten.
     pub reason: String,
     /// The fast form and its HIR (fast patterns only).
     pub fast: Option<(String, Hir)>,
+    /// For a fast form rewritten from a pattern with conditionals or tempered dots
+    /// (`rewrite`): the Python group index of each of its capture groups, in order
+    /// (copies of a group map to the same index). None: the indices are the same.
+    pub fast_groups: Option<Vec<usize>>,
     /// The exact form for fancy-regex.
     pub fancy: String,
     /// Run the fancy form with Unicode classes (byte mode cannot take non-ASCII class
@@ -156,6 +162,7 @@ pub fn translate(python: &str, opts: TranslateOptions) -> Result<Translation, Py
             parsed: &parsed,
             names: &engine_names,
             out: String::new(),
+            numbered: None,
         }
         .run()
     };
@@ -168,6 +175,30 @@ pub fn translate(python: &str, opts: TranslateOptions) -> Result<Translation, Py
         match parse_hir(&s, opts.unicode) {
             Ok(h) => fast = Some((s, h)),
             Err(e) => reason.push(format!("fast engine rejects it: {e}")),
+        }
+    }
+    let mut fast_groups = None;
+    let rewritable = needs
+        .iter()
+        .all(|n| matches!(*n, "conditional" | "lookahead"));
+    if fast.is_none()
+        && rewritable
+        && let Some(simple) = rewrite::simplify(&parsed)
+    {
+        let (s, order) = Emitter {
+            dialect: Dialect::Fast,
+            unicode: opts.unicode,
+            ascii_classes: false,
+            parsed: &simple,
+            names: &engine_names,
+            out: String::new(),
+            numbered: Some(Vec::new()),
+        }
+        .run_numbered();
+        if let Ok(h) = parse_hir(&s, opts.unicode) {
+            reason = vec![format!("rewritten: {}", reason.join(", "))];
+            fast = Some((s, h));
+            fast_groups = order;
         }
     }
     if fast.is_none() {
@@ -186,8 +217,13 @@ pub fn translate(python: &str, opts: TranslateOptions) -> Result<Translation, Py
         } else {
             Engine::Fallback
         },
-        reason: reason.join(", "),
+        reason: if fast.is_some() && fast_groups.is_none() {
+            String::new()
+        } else {
+            reason.join(", ")
+        },
         fast,
+        fast_groups,
         fancy,
         fancy_unicode,
         screen,
@@ -287,6 +323,7 @@ pub fn content_prefix(python: &str, opts: TranslateOptions) -> Option<ContentPre
             parsed: &prefix,
             names: &names,
             out: String::new(),
+            numbered: None,
         }
         .run()
     };
@@ -366,12 +403,19 @@ struct Emitter<'a> {
     parsed: &'a Parsed,
     names: &'a [Option<String>],
     out: String,
+    /// When set, capture groups are written unnamed (a rewritten pattern may hold copies
+    /// of one group) and their Python group indices recorded in order.
+    numbered: Option<Vec<usize>>,
 }
 
 const META: &str = "\\.+*?()|[]{}^$#&-~";
 
 impl Emitter<'_> {
-    fn run(mut self) -> String {
+    fn run(self) -> String {
+        self.run_numbered().0
+    }
+
+    fn run_numbered(mut self) -> (String, Option<Vec<usize>>) {
         if self.parsed.icase {
             self.out.push_str("(?i)");
         }
@@ -380,7 +424,7 @@ impl Emitter<'_> {
             Node::Alternation(branches) => self.alternation(branches),
             n => self.node(n),
         }
-        self.out
+        (self.out, self.numbered)
     }
 
     fn alternation(&mut self, branches: &[Node]) {
@@ -406,6 +450,12 @@ impl Emitter<'_> {
                 body,
             } => {
                 let open = match (capture, icase) {
+                    (Some(i), _) if self.dialect != Dialect::Screen && self.numbered.is_some() => {
+                        if let Some(order) = self.numbered.as_mut() {
+                            order.push(*i);
+                        }
+                        "(".to_string()
+                    }
                     (Some(i), _) if self.dialect != Dialect::Screen => match &self.names[*i] {
                         Some(name) => format!("(?P<{name}>"),
                         None => "(".to_string(),
@@ -828,7 +878,7 @@ mod tests {
             ("(?<!a)b", "lookbehind"),
             (r"(a)\1", "backreference"),
             ("(?P<x>a)(?P=x)", "backreference"),
-            ("(?P<x>a)?(?(x)b|c)", "conditional"),
+            ("(?:(?P<x>a)b)*(?(x)c|d)", "conditional"),
             ("a++", "possessive quantifier"),
             ("(?>a)", "atomic group"),
         ] {
@@ -844,13 +894,31 @@ mod tests {
     fn screens_over_approximate() {
         assert_eq!(t("a(?!b)c").screen.unwrap().0, "a(?:)c");
         assert_eq!(t(r"(a+)x\1").screen.unwrap().0, "(?:a+)x(?-i:a+)");
-        assert_eq!(t("(?P<x>a)?(?(x)b|c)").screen.unwrap().0, "(?:a)?(?:b|c)");
+        assert_eq!(
+            t("(?:(?P<x>a)b)*(?(x)c|d)").screen.unwrap().0,
+            "(?:(?:a)b)*(?:c|d)"
+        );
         assert_eq!(t("a*+b").screen.unwrap().0, "a*b");
         assert_eq!(
             t("(?i)(a)(?-i:\\1)").screen.unwrap().0,
             "(?i)(?:a)(?-i:(?i:a))"
         );
         assert_eq!(t("(a)(?i:\\1)").screen.unwrap().0, "(?:a)(?i:(?s:.)*)");
+    }
+
+    #[test]
+    fn conditionals_and_tempered_dots_are_rewritten_for_the_fast_engine() {
+        let tr = t("(?P<x>a)?(?(x)b|c)");
+        assert_eq!(tr.engine, Engine::Fast);
+        assert_eq!(tr.reason, "rewritten: conditional");
+        assert_eq!(tr.fast.as_ref().unwrap().0, "(a)b|c");
+        assert_eq!(tr.fast_groups, Some(vec![1]));
+        let tr = t("^(?P<u>(?P<c>\\S+)|(?:(?! from ).)*?) from (?(c)x|y)");
+        assert_eq!(tr.engine, Engine::Fast, "{}", tr.reason);
+        assert_eq!(tr.reason, "rewritten: conditional, lookahead");
+        // Two copies of each group, in branch order.
+        assert_eq!(tr.fast_groups, Some(vec![1, 2, 1]));
+        assert!(t("a(?=b)").fast_groups.is_none());
     }
 
     #[test]
