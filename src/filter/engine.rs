@@ -34,6 +34,9 @@ const CACHE_UNICODE: usize = 16 * 1024 * 1024;
 pub struct Entry {
     pub translation: Translation,
     exec: Exec,
+    /// The exact pattern on PCRE2 (JIT-compiled where the platform allows): the capture
+    /// engine, run only on texts an automaton has already accepted.
+    pcre: Option<pcre2::bytes::Regex>,
 }
 
 #[derive(Debug)]
@@ -85,7 +88,9 @@ pub struct Scratch {
     fast_all: Option<(meta::Cache, PatternSet)>,
     screens: Option<(meta::Cache, PatternSet)>,
     singles: Vec<Option<(meta::Cache, Captures)>>,
+    locs: Vec<Option<pcre2::bytes::CaptureLocations>>,
     candidates: Vec<usize>,
+    any: Option<meta::Cache>,
 }
 
 /// A compile failure of one regex of the list.
@@ -112,6 +117,8 @@ pub struct PatternList {
     fast_all: Option<Automaton>,
     /// `MatchKind::All`, the screens of the fallback patterns.
     screens: Option<Automaton>,
+    /// Every fast pattern and every fallback screen: a text it rejects matches nothing.
+    any: Option<meta::Regex>,
     /// For each entry index, whether an unanchored fast pattern comes before it.
     unanchored_before: Vec<bool>,
     /// Fallback entries without a screen (always run when in range).
@@ -206,9 +213,14 @@ impl PatternList {
                     Exec::Fallback { fancy }
                 }
             };
+            let pcre = tr
+                .pcre
+                .as_ref()
+                .and_then(|form| build_pcre(form, backtrack_limit));
             entries.push(Entry {
                 translation: tr,
                 exec,
+                pcre,
             });
         }
         let automaton = |hirs: &[regex_syntax::hir::Hir],
@@ -232,6 +244,16 @@ impl PatternList {
         let combined = automaton(&fast_hirs, &fast_entries, MatchKind::LeftmostFirst, false)?;
         let fast_all = automaton(&fast_hirs, &fast_entries, MatchKind::All, false)?;
         let screens = automaton(&screen_hirs, &screen_entries, MatchKind::All, false)?;
+        let any = {
+            let all: Vec<regex_syntax::hir::Hir> =
+                fast_hirs.iter().chain(&screen_hirs).cloned().collect();
+            let of: Vec<usize> = fast_entries
+                .iter()
+                .chain(&screen_entries)
+                .copied()
+                .collect();
+            automaton(&all, &of, MatchKind::LeftmostFirst, false)?.map(|a| a.re)
+        };
         let mut unanchored_before = Vec::with_capacity(entries.len());
         let mut seen = false;
         for e in &entries {
@@ -248,6 +270,7 @@ impl PatternList {
             combined,
             fast_all,
             screens,
+            any,
             unanchored_before,
             unscreened,
             fallback_indices,
@@ -292,6 +315,26 @@ impl PatternList {
                 })
                 .collect(),
             candidates: Vec::new(),
+            any: self.any.as_ref().map(|re| re.create_cache()),
+            locs: self
+                .entries
+                .iter()
+                .map(|e| e.pcre.as_ref().map(|re| re.capture_locations()))
+                .collect(),
+        }
+    }
+
+    /// False when no regex of the list can match `hay` (one automaton pass over the fast
+    /// patterns and the fallback screens); true when one may.
+    pub fn may_match(&self, scratch: &mut Scratch, hay: &[u8]) -> bool {
+        if !self.unscreened.is_empty() {
+            return true;
+        }
+        match (&self.any, scratch.any.as_mut()) {
+            (Some(re), Some(cache)) => re
+                .search_half_with(cache, &Input::new(hay).earliest(true))
+                .is_some(),
+            _ => false,
         }
     }
 
@@ -371,7 +414,13 @@ impl PatternList {
                 return self.fast_exact(scratch, lowest, hay, false, stats);
             }
         }
-        // The winner's own automaton, on the span found: the same match, with groups.
+        // The winner's exact pattern on PCRE2, from the start found: the same match, with
+        // groups.
+        if let Some(hit) = self.pcre_at(scratch, winner, hay, m.start(), Some((m.start(), m.end())))
+        {
+            return Some(hit);
+        }
+        // Else the winner's own automaton, on the span found.
         let Exec::Fast { single, .. } = &self.entries[winner].exec else {
             return None;
         };
@@ -431,6 +480,10 @@ impl PatternList {
         let Exec::Fast { single, exact } = &entry.exec else {
             return None;
         };
+        // PCRE2 runs the exact pattern, also on texts with inner newlines.
+        if let Some(hit) = self.pcre_at(scratch, index, hay, 0, None) {
+            return Some(hit);
+        }
         if inner_newline && entry.translation.plain_dollar {
             let exact = exact.get_or_init(|| {
                 build_fancy(
@@ -486,14 +539,61 @@ impl PatternList {
             );
         }
         candidates.sort_unstable();
-        let hit = candidates
-            .iter()
-            .find_map(|&i| match &self.entries[i].exec {
-                Exec::Fallback { fancy } => run_fancy(fancy, i, hay, stats),
-                Exec::Fast { .. } => None,
-            });
+        let hit = candidates.iter().find_map(|&i| {
+            let Exec::Fallback { fancy } = &self.entries[i].exec else {
+                return None;
+            };
+            match self.run_pcre(scratch, i, hay, 0) {
+                Some(Ok(found)) => {
+                    stats.fallback_runs += 1;
+                    found
+                }
+                // No PCRE2 form, or it gave up: the bounded backtracking engine decides.
+                _ => run_fancy(fancy, i, hay, stats),
+            }
+        });
         scratch.candidates = candidates;
         hit
+    }
+
+    /// Runs entry `index`'s PCRE2 pattern from `start`: None when it has none or PCRE2
+    /// gave up (match limit, JIT stack), else its answer.
+    fn run_pcre(
+        &self,
+        scratch: &mut Scratch,
+        index: usize,
+        hay: &[u8],
+        start: usize,
+    ) -> Option<Result<Option<Hit>, ()>> {
+        let re = self.entries[index].pcre.as_ref()?;
+        let locs = scratch.locs.get_mut(index)?.as_mut()?;
+        match re.captures_read_at(locs, hay, start) {
+            Ok(Some(_)) => Some(Ok(Some(Hit {
+                index,
+                groups: (0..locs.len()).map(|g| locs.get(g)).collect(),
+            }))),
+            Ok(None) => Some(Ok(None)),
+            Err(e) => {
+                tracing::trace!(regex = index, error = %e, "PCRE2 gave up; another engine decides");
+                Some(Err(()))
+            }
+        }
+    }
+
+    /// The groups of fast entry `index`, which an automaton found matching (the leftmost
+    /// match from `from`, spanning `want` when known), from PCRE2; None when PCRE2 cannot
+    /// tell or does not find that very match.
+    fn pcre_at(
+        &self,
+        scratch: &mut Scratch,
+        index: usize,
+        hay: &[u8],
+        from: usize,
+        want: Option<(usize, usize)>,
+    ) -> Option<Hit> {
+        let hit = self.run_pcre(scratch, index, hay, from)?.ok()??;
+        let same = want.is_none_or(|w| hit.groups[0] == Some(w));
+        same.then_some(hit)
     }
 
     /// Whether the list was compiled with Unicode classes.
@@ -511,6 +611,22 @@ pub struct ContentFinder {
     /// the groups a failregex match needs (its span is only the line's prefix).
     groups: meta::Regex,
     min: u32,
+}
+
+/// Line prefixes whose groups a [`ContentFinder`] remembers: the lines of one session
+/// (one `sshd[pid]`) share their prefix and come close together.
+const PREFIX_MEMO: usize = 8;
+
+/// Search memory of a [`ContentFinder`], per source, with the groups of the last few
+/// prefixes.
+#[derive(Debug)]
+pub struct ContentCache {
+    find: meta::Cache,
+    groups: meta::Cache,
+    caps: Captures,
+    /// (content start, the bytes the group search saw, its groups).
+    recent: Vec<(usize, Vec<u8>, Option<Hit>)>,
+    next: usize,
 }
 
 /// What a [`ContentFinder`] learnt about a text.
@@ -538,12 +654,14 @@ impl ContentFinder {
         })
     }
 
-    pub fn cache(&self) -> (meta::Cache, meta::Cache, Captures) {
-        (
-            self.re.create_cache(),
-            self.groups.create_cache(),
-            self.groups.create_captures(),
-        )
+    pub fn cache(&self) -> ContentCache {
+        ContentCache {
+            find: self.re.create_cache(),
+            groups: self.groups.create_cache(),
+            caps: self.groups.create_captures(),
+            recent: Vec::new(),
+            next: 0,
+        }
     }
 
     pub fn memory_usage(&self) -> usize {
@@ -554,29 +672,43 @@ impl ContentFinder {
     /// Group indices are those of the whole prefregex.
     pub fn groups(
         &self,
-        cache: &mut (meta::Cache, meta::Cache, Captures),
+        cache: &mut ContentCache,
         hay: &[u8],
         content_start: usize,
     ) -> Option<Hit> {
-        let (_, gcache, caps) = cache;
+        // The search sees the text before the content and, for assertions at its end, one
+        // byte more.
+        let key = &hay[..(content_start + 1).min(hay.len())];
+        if let Some((_, _, hit)) = cache
+            .recent
+            .iter()
+            .find(|(at, k, _)| *at == content_start && k.as_slice() == key)
+        {
+            return hit.clone();
+        }
         let input = Input::new(hay).span(0..content_start);
-        self.groups.search_captures_with(gcache, &input, caps);
-        caps.is_match().then(|| hit_from(0, caps))
+        self.groups
+            .search_captures_with(&mut cache.groups, &input, &mut cache.caps);
+        let hit = cache.caps.is_match().then(|| hit_from(0, &cache.caps));
+        let entry = (content_start, key.to_vec(), hit.clone());
+        if cache.recent.len() < PREFIX_MEMO {
+            cache.recent.push(entry);
+        } else {
+            cache.recent[cache.next] = entry;
+            cache.next = (cache.next + 1) % PREFIX_MEMO;
+        }
+        hit
     }
 
     /// `hay` must be one line followed by `\n`, with no other newline.
-    pub fn find(
-        &self,
-        cache: &mut (meta::Cache, meta::Cache, Captures),
-        hay: &[u8],
-    ) -> ContentStart {
+    pub fn find(&self, cache: &mut ContentCache, hay: &[u8]) -> ContentStart {
         let Some(last) = hay.len().checked_sub(1) else {
             return ContentStart::Unknown;
         };
         if hay[last] != b'\n' || hay[..last].contains(&b'\n') {
             return ContentStart::Unknown;
         }
-        match self.re.search_with(&mut cache.0, &Input::new(hay)) {
+        match self.re.search_with(&mut cache.find, &Input::new(hay)) {
             None => ContentStart::NoMatch,
             Some(m) if m.end() + self.min as usize <= last => ContentStart::At(m.end()),
             Some(_) => ContentStart::Unknown,
@@ -600,6 +732,24 @@ fn fast_hit(tr: &Translation, index: usize, caps: &Captures) -> Hit {
         }
     }
     Hit { index, groups }
+}
+
+/// PCRE2 for a pattern's PCRE form, limited like the backtracking engine; None when
+/// PCRE2 refuses it.
+fn build_pcre(
+    form: &super::translate::PcreForm,
+    backtrack_limit: usize,
+) -> Option<pcre2::bytes::Regex> {
+    let limit = backtrack_limit.clamp(1, u32::MAX as usize);
+    pcre2::bytes::RegexBuilder::new()
+        .jit_if_available(true)
+        .utf(form.utf)
+        .ucp(form.ucp)
+        .build(&format!("(*LIMIT_MATCH={limit}){}", form.pattern))
+        .map_err(
+            |e| tracing::debug!(pattern = %form.pattern, error = %e, "PCRE2 refuses a pattern"),
+        )
+        .ok()
 }
 
 fn hit_from(index: usize, caps: &Captures) -> Hit {

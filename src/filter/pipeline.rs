@@ -33,7 +33,9 @@ use serde::Serialize;
 pub use crate::config::model::UseDns as UseDnsMode;
 
 use super::addr::{self, Cidr, Converted};
-use super::engine::{ContentFinder, ContentStart, Hit, MatchStats, PatternList, Scratch};
+use super::engine::{
+    ContentCache, ContentFinder, ContentStart, Hit, MatchStats, PatternList, Scratch,
+};
 use super::tags;
 use super::translate::{self, Engine, TranslateOptions, Translation};
 
@@ -651,14 +653,12 @@ pub struct FilterState {
     consumed: Vec<Arc<str>>,
     /// The buffer before the last line, for `consumed` (multi-line only).
     previous: Vec<Arc<str>>,
+    /// The text of the line being screened (kept to reuse its memory).
+    quick_text: String,
     pre_scratch: Option<Scratch>,
     fail_scratch: Scratch,
     ignore_scratch: Scratch,
-    content_cache: Option<(
-        regex_automata::meta::Cache,
-        regex_automata::meta::Cache,
-        regex_automata::util::captures::Captures,
-    )>,
+    content_cache: Option<ContentCache>,
 }
 
 impl FilterState {
@@ -677,6 +677,7 @@ impl FilterState {
             ignore_hits: Vec::new(),
             consumed: Vec::new(),
             previous: Vec::new(),
+            quick_text: String::new(),
         }
     }
 
@@ -753,6 +754,9 @@ impl FilterState {
         self.ignore_hits.clear();
         self.consumed.clear();
         if self.filter.maxlines == 1 {
+            if self.cannot_match(parts) {
+                return LineResult::Missed;
+            }
             return self.run_line(parts, time, check_all);
         }
         // The lines that stay in the buffer when this one arrives (the oldest goes when
@@ -775,6 +779,63 @@ impl FilterState {
                 .cloned(),
         );
         result
+    }
+
+    /// The common case of a single-line filter, decided without building anything: the
+    /// prefregex cannot match, or no failregex can match what it leaves. True when the
+    /// line is missed for sure.
+    fn cannot_match(&mut self, parts: LineParts) -> bool {
+        let filter = self.filter.clone();
+        let f = &*filter;
+        let nfail = f.failregex.list.len();
+        let nignore = f.ignoreregex.list.len();
+        if nignore > 0 && nignore + 2 < nfail {
+            // The ignoreregexes run first on every line.
+            return false;
+        }
+        let text = &mut self.quick_text;
+        text.clear();
+        text.push_str(parts.before);
+        text.push_str(parts.after);
+        text.push('\n');
+        let mut off = 0;
+        self.prefregex_matched = None;
+        if let Some(pre) = &f.prefregex {
+            match (&f.content_finder, self.content_cache.as_mut()) {
+                (Some(finder), Some(cache)) => match finder.find(cache, text.as_bytes()) {
+                    ContentStart::NoMatch => {
+                        self.prefregex_matched = Some(false);
+                        return true;
+                    }
+                    ContentStart::At(k) if text.is_char_boundary(k) => {
+                        if k + 1 < text.len() {
+                            off = k;
+                        }
+                    }
+                    _ => return false,
+                },
+                _ => {
+                    let Some(scratch) = self.pre_scratch.as_mut() else {
+                        return false;
+                    };
+                    if !pre.list.may_match(scratch, text.as_bytes()) {
+                        self.prefregex_matched = Some(false);
+                        return true;
+                    }
+                    return false;
+                }
+            }
+        }
+        if f.failregex
+            .list
+            .may_match(&mut self.fail_scratch, &text.as_bytes()[off..])
+        {
+            return false;
+        }
+        if f.prefregex.is_some() {
+            self.prefregex_matched = Some(true);
+        }
+        true
     }
 
     fn run_line(&mut self, parts: LineParts, time: Timestamp, check_all: bool) -> LineResult {

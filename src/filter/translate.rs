@@ -84,6 +84,9 @@ pub struct Translation {
     /// Run the fancy form with Unicode classes (byte mode cannot take non-ASCII class
     /// members; the form then spells ASCII classes out).
     pub fancy_unicode: bool,
+    /// The exact pattern in PCRE2's dialect, for the capture engine (None when a construct
+    /// has no exact PCRE2 form).
+    pub pcre: Option<PcreForm>,
     /// The fast-engine over-approximation of a fallback pattern.
     pub screen: Option<(String, Hir)>,
     /// Python group names by group index (index 0, the whole match, is unnamed).
@@ -163,10 +166,12 @@ pub fn translate(python: &str, opts: TranslateOptions) -> Result<Translation, Py
             names: &engine_names,
             out: String::new(),
             numbered: None,
+            unsupported: false,
         }
         .run()
     };
     let fancy = emit(Dialect::Fancy);
+    let pcre = pcre_form(&parsed, &engine_names, opts, non_ascii_class);
     let mut reason: Vec<String> = needs.iter().map(|s| s.to_string()).collect();
     let mut fast = None;
     let mut screen = None;
@@ -193,6 +198,7 @@ pub fn translate(python: &str, opts: TranslateOptions) -> Result<Translation, Py
             names: &engine_names,
             out: String::new(),
             numbered: Some(Vec::new()),
+            unsupported: false,
         }
         .run_numbered();
         if let Ok(h) = parse_hir(&s, opts.unicode) {
@@ -226,10 +232,68 @@ pub fn translate(python: &str, opts: TranslateOptions) -> Result<Translation, Py
         fast_groups,
         fancy,
         fancy_unicode,
+        pcre,
         screen,
         names,
         plain_dollar,
         start_anchored,
+    })
+}
+
+/// A pattern for PCRE2, with the modes it must be compiled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcreForm {
+    pub pattern: String,
+    /// UTF mode: the pattern has non-ASCII characters in a class, or Unicode classes.
+    pub utf: bool,
+    /// Unicode classes and word boundaries (the filter's `unicode` option).
+    pub ucp: bool,
+}
+
+fn pcre_form(
+    parsed: &Parsed,
+    names: &[Option<String>],
+    opts: TranslateOptions,
+    non_ascii_class: bool,
+) -> Option<PcreForm> {
+    let utf = opts.unicode || non_ascii_class;
+    if utf && !opts.unicode {
+        // UTF mode folds case beyond ASCII, which an ASCII filter does not.
+        let mut icase = parsed.icase;
+        parsed.root.walk(&mut |n| {
+            icase |= matches!(
+                n,
+                Node::Group {
+                    icase: Some(true),
+                    ..
+                }
+            );
+        });
+        if icase {
+            return None;
+        }
+    }
+    let mut e = Emitter {
+        dialect: Dialect::Pcre,
+        unicode: opts.unicode,
+        ascii_classes: false,
+        parsed,
+        names,
+        out: String::new(),
+        numbered: None,
+        unsupported: false,
+    };
+    if parsed.icase {
+        e.out.push_str("(?i)");
+    }
+    match &parsed.root {
+        Node::Alternation(branches) => e.alternation(branches),
+        n => e.node(n),
+    }
+    (!e.unsupported).then_some(PcreForm {
+        pattern: e.out,
+        utf,
+        ucp: opts.unicode,
     })
 }
 
@@ -324,6 +388,7 @@ pub fn content_prefix(python: &str, opts: TranslateOptions) -> Option<ContentPre
             names: &names,
             out: String::new(),
             numbered: None,
+            unsupported: false,
         }
         .run()
     };
@@ -392,6 +457,8 @@ enum Dialect {
     Fast,
     Screen,
     Fancy,
+    /// PCRE2's dialect, the exact pattern for the capture engine.
+    Pcre,
 }
 
 struct Emitter<'a> {
@@ -406,6 +473,8 @@ struct Emitter<'a> {
     /// When set, capture groups are written unnamed (a rewritten pattern may hold copies
     /// of one group) and their Python group indices recorded in order.
     numbered: Option<Vec<usize>>,
+    /// Set when the target dialect cannot express a construct exactly.
+    unsupported: bool,
 }
 
 const META: &str = "\\.+*?()|[]{}^$#&-~";
@@ -506,6 +575,8 @@ impl Emitter<'_> {
                         self.group_body(&g.body);
                         self.out.push(')');
                     }
+                } else if self.dialect == Dialect::Pcre {
+                    let _ = write!(self.out, "(?:\\g{{{group}}})");
                 } else {
                     let _ = write!(self.out, "(?:\\k<{group}>)");
                 }
@@ -579,7 +650,7 @@ impl Emitter<'_> {
                     RepeatMode::Greedy => {}
                     RepeatMode::Lazy => self.out.push('?'),
                     RepeatMode::Possessive => {
-                        if self.dialect == Dialect::Fancy {
+                        if matches!(self.dialect, Dialect::Fancy | Dialect::Pcre) {
                             self.out.push('+');
                         }
                     }
@@ -665,7 +736,8 @@ impl Emitter<'_> {
         });
         // The byte-mode parser refuses non-ASCII class members; a Unicode scope accepts
         // them, with ASCII perl classes written as POSIX classes (ASCII in any mode).
-        let wrap = !self.unicode && non_ascii;
+        // PCRE2 takes them in its UTF mode, which the pattern then runs in.
+        let wrap = !self.unicode && non_ascii && self.dialect != Dialect::Pcre;
         if wrap {
             self.out.push_str("(?u:");
         }
@@ -680,6 +752,16 @@ impl Emitter<'_> {
                     self.class_char(lo);
                     self.out.push('-');
                     self.class_char(hi);
+                }
+                ClassItem::Perl(p) if self.dialect == Dialect::Pcre => {
+                    if self.unicode && p.ascii {
+                        self.unsupported = true;
+                    }
+                    if self.unicode && p.kind == PerlKind::Space && !p.negated {
+                        self.out.push_str("\\s\\x{1C}-\\x{1F}");
+                    } else {
+                        self.out.push_str(perl_escape(p));
+                    }
                 }
                 ClassItem::Perl(p) => {
                     if (p.ascii || self.ascii_classes) && self.unicode || wrap {
@@ -699,7 +781,10 @@ impl Emitter<'_> {
     }
 
     fn perl(&mut self, p: Perl) {
-        if !self.unicode {
+        if self.dialect == Dialect::Pcre && self.unicode && p.ascii {
+            self.unsupported = true;
+        }
+        if !self.unicode || (self.dialect == Dialect::Pcre && p.kind != PerlKind::Space) {
             self.out.push_str(perl_escape(p));
         } else if p.ascii || self.ascii_classes {
             let _ = write!(self.out, "[{}]", posix(p));
@@ -720,13 +805,20 @@ impl Emitter<'_> {
             Assertion::Start { multiline: true } => "(?m:^)",
             Assertion::End { multiline: true } => "(?m:$)",
             Assertion::End { multiline: false } => {
-                if self.dialect == Dialect::Fancy {
+                if matches!(self.dialect, Dialect::Fancy | Dialect::Pcre) {
                     "(?=\\n?\\z)"
                 } else {
                     "(?m:$)"
                 }
             }
             Assertion::EndText => "\\z",
+            Assertion::WordBoundary { ascii } | Assertion::NotWordBoundary { ascii }
+                if ascii && self.unicode && self.dialect == Dialect::Pcre =>
+            {
+                // PCRE2's Unicode mode has no ASCII-only scope.
+                self.unsupported = true;
+                "\\b"
+            }
             Assertion::WordBoundary { ascii } => {
                 if ascii && self.unicode && self.dialect != Dialect::Fancy {
                     "(?-u:\\b)"
@@ -919,6 +1011,31 @@ mod tests {
         // Two copies of each group, in branch order.
         assert_eq!(tr.fast_groups, Some(vec![1, 2, 1]));
         assert!(t("a(?=b)").fast_groups.is_none());
+    }
+
+    #[test]
+    fn pcre_forms() {
+        let p = |s: &str| t(s).pcre.map(|f| f.pattern);
+        assert_eq!(p(r"(a)\1$").as_deref(), Some(r"(a)(?:\g{1})(?=\n?\z)"));
+        assert_eq!(
+            p("(?P<x>a)?(?(x)b|c)").as_deref(),
+            Some("(?P<x>a)?(?(1)b|c)")
+        );
+        assert_eq!(p("a*+").as_deref(), Some("a*+"));
+        let f = t(r"[é]\w").pcre.unwrap();
+        assert!(f.utf && !f.ucp);
+        assert_eq!(f.pattern, r"[é]\w");
+        // UTF mode would fold case beyond ASCII.
+        assert!(t("(?i)[é]").pcre.is_none());
+        let u = translate(
+            r"(?a:\w)",
+            TranslateOptions {
+                multiline: false,
+                unicode: true,
+            },
+        )
+        .unwrap();
+        assert!(u.pcre.is_none(), "no ASCII scope in PCRE2's Unicode mode");
     }
 
     #[test]
