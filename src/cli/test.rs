@@ -183,6 +183,8 @@ pub fn run(cli: &Cli, args: &TestArgs) -> CliResult {
     processor.check_all = !args.no_check_all && args.out.is_none();
     processor.live = false;
     processor.set_session_clock(SessionClock::Wall);
+    // The summary only counts failures; their fields are printed by --json and --out.
+    processor.set_details(args.json || args.out.is_some());
 
     let log = LogInput::from_arg(&args.log);
     let out_format = args.out.as_deref().map(Out::parse);

@@ -18,6 +18,7 @@ use regex_automata::meta;
 use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::util::captures::Captures;
 use regex_automata::{Anchored, Input, MatchKind, PatternSet};
+use regex_syntax::hir::Look;
 
 use super::translate::{Engine, Translation};
 
@@ -91,6 +92,17 @@ pub struct Scratch {
     locs: Vec<Option<pcre2::bytes::CaptureLocations>>,
     candidates: Vec<usize>,
     any: Option<meta::Cache>,
+    /// Every fast entry matching the current text ([`PatternList::search_next`]), valid
+    /// until [`Scratch::forget`].
+    all: Vec<usize>,
+    all_ready: bool,
+}
+
+impl Scratch {
+    /// The text changed: candidates found for the old one no longer hold.
+    pub fn forget(&mut self) {
+        self.all_ready = false;
+    }
 }
 
 /// A compile failure of one regex of the list.
@@ -321,6 +333,8 @@ impl PatternList {
                 .iter()
                 .map(|e| e.pcre.as_ref().map(|re| re.capture_locations()))
                 .collect(),
+            all: Vec::new(),
+            all_ready: false,
         }
     }
 
@@ -382,6 +396,41 @@ impl PatternList {
         } else {
             self.fast_generic(scratch, hay, from, false, stats)
         };
+        let limit = fast.as_ref().map(|h| h.index).unwrap_or(self.entries.len());
+        if let Some(hit) = self.fallback_below(scratch, hay, from, limit, stats) {
+            return Some(hit);
+        }
+        fast
+    }
+
+    /// [`PatternList::search_with`] for trying every regex of the list in turn on one
+    /// text (fail2ban's check-all): the fast entries that match are found once, with one
+    /// automaton pass, and kept in `scratch` until [`Scratch::forget`].
+    pub fn search_next(
+        &self,
+        scratch: &mut Scratch,
+        hay: &[u8],
+        from: usize,
+        stats: &mut MatchStats,
+    ) -> Option<Hit> {
+        if from >= self.entries.len() {
+            return None;
+        }
+        if !scratch.all_ready {
+            self.fast_candidates(scratch, hay);
+            scratch.all.clear();
+            scratch.all.extend_from_slice(&scratch.candidates);
+            scratch.all_ready = true;
+        }
+        let inner_newline = hay
+            .get(..hay.len().saturating_sub(1))
+            .is_some_and(|h| h.contains(&b'\n'));
+        let all = std::mem::take(&mut scratch.all);
+        let fast = all
+            .iter()
+            .filter(|&&i| i >= from)
+            .find_map(|&i| self.fast_exact(scratch, i, hay, inner_newline, stats));
+        scratch.all = all;
         let limit = fast.as_ref().map(|h| h.index).unwrap_or(self.entries.len());
         if let Some(hit) = self.fallback_below(scratch, hay, from, limit, stats) {
             return Some(hit);
@@ -610,6 +659,10 @@ pub struct ContentFinder {
     /// The part before the content with its groups: cheaper than the whole prefregex for
     /// the groups a failregex match needs (its span is only the line's prefix).
     groups: meta::Regex,
+    /// The same on PCRE2, run on the text before the content.
+    groups_pcre: Option<pcre2::bytes::Regex>,
+    /// The group search looks at the byte after its span (assertions at its end).
+    peeks: bool,
     min: u32,
 }
 
@@ -624,6 +677,7 @@ pub struct ContentCache {
     find: meta::Cache,
     groups: meta::Cache,
     caps: Captures,
+    locs: Option<pcre2::bytes::CaptureLocations>,
     /// (content start, the bytes the group search saw, its groups).
     recent: Vec<(usize, Vec<u8>, Option<Hit>)>,
     next: usize,
@@ -642,6 +696,12 @@ pub enum ContentStart {
 
 impl ContentFinder {
     pub fn new(prefix: &super::translate::ContentPrefix, unicode: bool) -> Result<Self, String> {
+        let looks = prefix.groups_hir.properties().look_set();
+        let peeks = !looks
+            .remove(Look::Start)
+            .remove(Look::StartLF)
+            .remove(Look::StartCRLF)
+            .is_empty();
         Ok(ContentFinder {
             re: build(&[&prefix.hir], MatchKind::LeftmostFirst, false, unicode)?,
             groups: build(
@@ -650,6 +710,15 @@ impl ContentFinder {
                 true,
                 unicode,
             )?,
+            groups_pcre: if peeks {
+                None
+            } else {
+                prefix
+                    .pcre
+                    .as_ref()
+                    .and_then(|f| build_pcre(f, super::pipeline::DEFAULT_BACKTRACK_LIMIT))
+            },
+            peeks,
             min: prefix.min,
         })
     }
@@ -659,6 +728,7 @@ impl ContentFinder {
             find: self.re.create_cache(),
             groups: self.groups.create_cache(),
             caps: self.groups.create_captures(),
+            locs: self.groups_pcre.as_ref().map(|re| re.capture_locations()),
             recent: Vec::new(),
             next: 0,
         }
@@ -678,7 +748,12 @@ impl ContentFinder {
     ) -> Option<Hit> {
         // The search sees the text before the content and, for assertions at its end, one
         // byte more.
-        let key = &hay[..(content_start + 1).min(hay.len())];
+        let seen = if self.peeks {
+            content_start + 1
+        } else {
+            content_start
+        };
+        let key = &hay[..seen.min(hay.len())];
         if let Some((_, _, hit)) = cache
             .recent
             .iter()
@@ -686,10 +761,25 @@ impl ContentFinder {
         {
             return hit.clone();
         }
-        let input = Input::new(hay).span(0..content_start);
-        self.groups
-            .search_captures_with(&mut cache.groups, &input, &mut cache.caps);
-        let hit = cache.caps.is_match().then(|| hit_from(0, &cache.caps));
+        let via_pcre = match (&self.groups_pcre, cache.locs.as_mut()) {
+            (Some(re), Some(locs)) => match re.captures_read_at(locs, &hay[..content_start], 0) {
+                Ok(found) => Some(found.map(|_| Hit {
+                    index: 0,
+                    groups: (0..locs.len()).map(|g| locs.get(g)).collect(),
+                })),
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        let hit = match via_pcre {
+            Some(hit) => hit,
+            None => {
+                let input = Input::new(hay).span(0..content_start);
+                self.groups
+                    .search_captures_with(&mut cache.groups, &input, &mut cache.caps);
+                cache.caps.is_match().then(|| hit_from(0, &cache.caps))
+            }
+        };
         let entry = (content_start, key.to_vec(), hit.clone());
         if cache.recent.len() < PREFIX_MEMO {
             cache.recent.push(entry);
@@ -708,9 +798,10 @@ impl ContentFinder {
         if hay[last] != b'\n' || hay[..last].contains(&b'\n') {
             return ContentStart::Unknown;
         }
-        match self.re.search_with(&mut cache.find, &Input::new(hay)) {
+        // Only the end of the match is needed: no reverse scan for its start.
+        match self.re.search_half_with(&mut cache.find, &Input::new(hay)) {
             None => ContentStart::NoMatch,
-            Some(m) if m.end() + self.min as usize <= last => ContentStart::At(m.end()),
+            Some(m) if m.offset() + self.min as usize <= last => ContentStart::At(m.offset()),
             Some(_) => ContentStart::Unknown,
         }
     }

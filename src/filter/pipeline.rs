@@ -367,16 +367,22 @@ struct BufLine {
 }
 
 impl BufLine {
-    fn new(p: LineParts) -> BufLine {
+    /// The buffer line of `p`; `scratch` is memory to join parts in.
+    fn new(p: LineParts, scratch: &mut String) -> BufLine {
+        let mut joined = |parts: &[&str]| -> Arc<str> {
+            scratch.clear();
+            parts.iter().for_each(|x| scratch.push_str(x));
+            Arc::from(scratch.as_str())
+        };
         let text: Arc<str> = if p.before.is_empty() {
             Arc::from(p.after)
         } else {
-            Arc::from(format!("{}{}", p.before, p.after))
+            joined(&[p.before, p.after])
         };
         let full = if p.date.is_empty() {
             text.clone()
         } else {
-            Arc::from(format!("{}{}{}", p.before, p.date, p.after))
+            joined(&[p.before, p.date, p.after])
         };
         BufLine { text, full }
     }
@@ -655,6 +661,11 @@ pub struct FilterState {
     previous: Vec<Arc<str>>,
     /// The text of the line being screened (kept to reuse its memory).
     quick_text: String,
+    /// Memory to join line parts in.
+    join_buf: String,
+    /// Failures carry their fields, users and matched lines (off: only what counting
+    /// them needs: id, regex, nofail, pending).
+    details: bool,
     pre_scratch: Option<Scratch>,
     fail_scratch: Scratch,
     ignore_scratch: Scratch,
@@ -678,7 +689,15 @@ impl FilterState {
             consumed: Vec::new(),
             previous: Vec::new(),
             quick_text: String::new(),
+            join_buf: String::new(),
+            details: true,
         }
+    }
+
+    /// Whether failures carry their fields, users and matched lines (default: yes). A
+    /// caller that only counts failures can spare building them.
+    pub fn set_details(&mut self, on: bool) {
+        self.details = on;
     }
 
     /// Chooses the clock of the session cache.
@@ -753,11 +772,15 @@ impl FilterState {
     ) -> LineResult {
         self.ignore_hits.clear();
         self.consumed.clear();
+        let mut text = std::mem::take(&mut self.quick_text);
         if self.filter.maxlines == 1 {
-            if self.cannot_match(parts) {
-                return LineResult::Missed;
-            }
-            return self.run_line(parts, time, check_all);
+            let result = if self.cannot_match(parts, &mut text) {
+                LineResult::Missed
+            } else {
+                self.run_line(parts, time, check_all, &mut text)
+            };
+            self.quick_text = text;
+            return result;
         }
         // The lines that stay in the buffer when this one arrives (the oldest goes when
         // it is full).
@@ -769,7 +792,8 @@ impl FilterState {
                 .skip(usize::from(full))
                 .map(|l| l.full.clone()),
         );
-        let result = self.run_line(parts, time, check_all);
+        let result = self.run_line(parts, time, check_all, &mut text);
+        self.quick_text = text;
         let buffer = &self.buffer;
         self.consumed.extend(
             self.previous
@@ -784,20 +808,20 @@ impl FilterState {
     /// The common case of a single-line filter, decided without building anything: the
     /// prefregex cannot match, or no failregex can match what it leaves. True when the
     /// line is missed for sure.
-    fn cannot_match(&mut self, parts: LineParts) -> bool {
+    fn cannot_match(&mut self, parts: LineParts, text: &mut String) -> bool {
         let filter = self.filter.clone();
         let f = &*filter;
         let nfail = f.failregex.list.len();
         let nignore = f.ignoreregex.list.len();
-        if nignore > 0 && nignore + 2 < nfail {
-            // The ignoreregexes run first on every line.
-            return false;
-        }
-        let text = &mut self.quick_text;
+        // The text the regexes see; `run_line` reuses it.
         text.clear();
         text.push_str(parts.before);
         text.push_str(parts.after);
         text.push('\n');
+        if nignore > 0 && nignore + 2 < nfail {
+            // The ignoreregexes run first on every line.
+            return false;
+        }
         let mut off = 0;
         self.prefregex_matched = None;
         if let Some(pre) = &f.prefregex {
@@ -838,10 +862,18 @@ impl FilterState {
         true
     }
 
-    fn run_line(&mut self, parts: LineParts, time: Timestamp, check_all: bool) -> LineResult {
+    /// Runs a line; `text` is memory for the text the regexes see (for a single-line
+    /// filter it already holds it, from [`FilterState::cannot_match`]).
+    fn run_line(
+        &mut self,
+        parts: LineParts,
+        time: Timestamp,
+        check_all: bool,
+        text: &mut String,
+    ) -> LineResult {
         let filter = self.filter.clone();
         let f = &*filter;
-        let line = BufLine::new(parts);
+        let line = BufLine::new(parts, &mut self.join_buf);
         // The buffer as it was when the line arrived (matched lines are taken from it).
         let org_lines: Vec<BufLine>;
         let org: &[BufLine] = if f.maxlines > 1 {
@@ -860,7 +892,9 @@ impl FilterState {
         // The regexes see `text[off..]`; `stale` when the buffer changed since it was
         // joined. In single-line mode the prefregex's content is the tail of the line, so
         // it is an offset, not a copy.
-        let mut text = join(org);
+        if f.maxlines > 1 {
+            *text = join(org);
+        }
         let mut off = 0usize;
         let mut stale = false;
         let mut text_is_line = true;
@@ -870,7 +904,7 @@ impl FilterState {
         let nignore = f.ignoreregex.list.len();
         if nignore > 0
             && nignore + 2 < nfail
-            && let Some(ig) = self.ignore_line(&text, None, check_all)
+            && let Some(ig) = self.ignore_line(text, None, check_all)
         {
             return LineResult::Ignored {
                 ignoreregex: Some(ig),
@@ -904,7 +938,7 @@ impl FilterState {
                     }
                 }
                 ContentStart::At(_) | ContentStart::Unknown => {
-                    let Some(groups) = self.prefregex_groups(&text) else {
+                    let Some(groups) = self.prefregex_groups(text) else {
                         self.prefregex_matched = Some(false);
                         return LineResult::Missed;
                     };
@@ -936,18 +970,32 @@ impl FilterState {
         let mut from = 0;
         loop {
             if stale {
-                text = join(&self.buffer);
+                *text = join(&self.buffer);
                 off = 0;
                 stale = false;
                 text_is_line = false;
             }
             let hay = &text[off..];
-            let Some(hit) = f.failregex.list.search_with(
-                &mut self.fail_scratch,
-                hay.as_bytes(),
-                from,
-                &mut self.stats,
-            ) else {
+            if from == 0 || f.maxlines > 1 {
+                // A new text (a multi-line match changes the buffer every time).
+                self.fail_scratch.forget();
+            }
+            let found = if check_all {
+                f.failregex.list.search_next(
+                    &mut self.fail_scratch,
+                    hay.as_bytes(),
+                    from,
+                    &mut self.stats,
+                )
+            } else {
+                f.failregex.list.search_with(
+                    &mut self.fail_scratch,
+                    hay.as_bytes(),
+                    from,
+                    &mut self.stats,
+                )
+            };
+            let Some(hit) = found else {
                 break;
             };
             let index = hit.index;
@@ -971,7 +1019,7 @@ impl FilterState {
                 Some(g) => g,
                 None => {
                     let line = if text_is_line { None } else { Some(join(org)) };
-                    let line = line.as_deref().unwrap_or(&text);
+                    let line = line.as_deref().unwrap_or(text.as_str());
                     let mut g = match (
                         &f.content_finder,
                         self.content_cache.as_mut(),
@@ -1145,7 +1193,15 @@ impl FilterState {
                 }
             }
             for (c, needs_dns) in ids {
-                failures.push(make_failure(&fail, c, needs_dns, pending, index, time));
+                failures.push(make_failure(
+                    &fail,
+                    c,
+                    needs_dns,
+                    pending,
+                    index,
+                    time,
+                    self.details,
+                ));
             }
             if let Some((key, keep)) = session {
                 self.keep_session(&key, keep, fail, self.session_now(time));
@@ -1382,6 +1438,7 @@ fn convert_value(v: &Value, cidr: Cidr) -> Result<Converted, String> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn make_failure(
     fail: &FailData,
     id: Converted,
@@ -1389,7 +1446,24 @@ fn make_failure(
     pending: bool,
     regex: usize,
     time: Timestamp,
+    details: bool,
 ) -> Failure {
+    let nofail = truthy(fail.groups.get("nofail"));
+    if !details {
+        return Failure {
+            id: id.text,
+            addr: id.addr,
+            prefix: id.prefix,
+            needs_dns,
+            time,
+            regex,
+            fields: BTreeMap::new(),
+            users: BTreeSet::new(),
+            matches: Vec::new(),
+            nofail,
+            pending,
+        };
+    }
     let mut fields: BTreeMap<String, String> = fail
         .groups
         .iter()
@@ -1413,7 +1487,7 @@ fn make_failure(
             .flatten()
             .map(|l| l.full.to_string())
             .collect(),
-        nofail: truthy(fail.groups.get("nofail")),
+        nofail,
         pending,
     }
 }

@@ -68,6 +68,12 @@ impl LineProcessor {
         &self.state
     }
 
+    /// Whether failures carry their fields, users and matched lines (see
+    /// [`FilterState::set_details`]).
+    pub fn set_details(&mut self, on: bool) {
+        self.state.set_details(on);
+    }
+
     /// Chooses the clock that ages sessions (see [`SessionClock`]).
     pub fn set_session_clock(&mut self, clock: SessionClock) {
         self.state.set_session_clock(clock);

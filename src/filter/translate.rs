@@ -310,6 +310,8 @@ pub struct ContentPrefix {
     /// The same part with its groups, numbered as in the whole prefregex (the content
     /// group comes after all of them).
     pub groups_hir: Hir,
+    /// The same part for PCRE2, with its groups.
+    pub pcre: Option<PcreForm>,
     pub min: u32,
 }
 
@@ -395,10 +397,22 @@ pub fn content_prefix(python: &str, opts: TranslateOptions) -> Option<ContentPre
     let pattern = emit(Dialect::Screen);
     let hir = parse_hir(&pattern, opts.unicode).ok()?;
     let groups_hir = parse_hir(&emit(Dialect::Fast), opts.unicode).ok()?;
+    let mut non_ascii_class = false;
+    prefix.root.walk(&mut |n| {
+        if let Node::Class(c) = n {
+            non_ascii_class |= c.items.iter().any(|it| match it {
+                ClassItem::Char(c) => !c.is_ascii(),
+                ClassItem::Range(_, hi) => !hi.is_ascii(),
+                ClassItem::Perl(_) => false,
+            });
+        }
+    });
+    let pcre = pcre_form(&prefix, &names, opts, non_ascii_class);
     Some(ContentPrefix {
         pattern,
         hir,
         groups_hir,
+        pcre,
         min: *min,
     })
 }
