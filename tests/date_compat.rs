@@ -8,15 +8,11 @@ use std::fmt::Write as _;
 use std::process::Command;
 
 use jiff::Timestamp;
-use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use serde_json::Value;
 use warden::date::{DateDetector, DateMatch};
 
-use crate::support::fail2ban;
-
-const TEST_NOW: i64 = 1_124_013_600;
-const TEST_TZ: &str = "CET-01CEST-02,M3.5.0,M10.5.0";
+use crate::support::fail2ban::{self, TEST_NOW, TEST_TZ, annotated_time};
 
 fn oracle(extra: Option<&std::path::Path>) -> Value {
     let pkg = fail2ban::package();
@@ -47,7 +43,7 @@ fn oracle(extra: Option<&std::path::Path>) -> Value {
 }
 
 fn zone() -> TimeZone {
-    TimeZone::posix(TEST_TZ).unwrap()
+    fail2ban::test_zone()
 }
 
 /// What fail2ban found in one line.
@@ -110,34 +106,6 @@ fn compare(exp: &Expected<'_>, got: &Option<DateMatch>, det: &DateDetector) -> O
             (!diff.is_empty()).then_some(diff)
         }
     }
-}
-
-/// A failJSON `time` (local time in the test zone) as seconds.
-fn annotated_time(text: &str) -> f64 {
-    // Python's strptime takes one-digit fields too ("2005-03-7T02:09:33").
-    let (main, frac) = text.split_once('.').unwrap_or((text, ""));
-    let n: Vec<i64> = main
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse().unwrap_or_else(|e| panic!("{text}: {e}")))
-        .collect();
-    assert_eq!(n.len(), 6, "{text}");
-    let dt = DateTime::new(
-        n[0] as i16,
-        n[1] as i8,
-        n[2] as i8,
-        n[3] as i8,
-        n[4] as i8,
-        n[5] as i8,
-        0,
-    )
-    .unwrap_or_else(|e| panic!("{text}: {e}"));
-    let ts = zone().to_ambiguous_timestamp(dt).compatible().unwrap();
-    let frac: f64 = if frac.is_empty() {
-        0.0
-    } else {
-        format!("0.{frac}").parse().unwrap()
-    };
-    seconds(ts) + frac
 }
 
 /// Agreement of warden with the oracle over some of its runs.

@@ -5,6 +5,7 @@ mod support;
 mod config_check;
 mod config_compat;
 mod config_samples;
+mod conformance;
 mod daemon;
 mod daemon_sources;
 mod date_compat;

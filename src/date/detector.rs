@@ -16,10 +16,11 @@ use jiff::tz::TimeZone;
 
 use super::error::DateError;
 use super::fields::{CivilNow, LocalZone};
+use super::native::NativeMatch;
 use super::native::YearRange;
 use super::pattern::LINE_BEGIN;
 use super::template::{
-    Hit, Matcher, Template, contains_date_keyword, date_templates, default_templates,
+    Found, Hit, Matcher, Template, contains_date_keyword, date_templates, default_templates,
     none_template, pattern_template,
 };
 
@@ -92,6 +93,45 @@ pub struct DateDetector {
     /// Word starts of the line being searched (valid while `starts_valid`).
     starts: Vec<u32>,
     starts_valid: bool,
+    /// The last line-start match of a native template, with the bytes it depended on.
+    start_memo: StartMemo,
+}
+
+/// A native template's match at the line start depends only on the bytes its search
+/// looked at: lines that begin alike (stamped in the same second, from the same host)
+/// get the same match without a search.
+#[derive(Debug, Clone, Default)]
+struct StartMemo {
+    template: Option<usize>,
+    /// The bytes looked at.
+    key: Vec<u8>,
+    /// The search saw the end of the line: only the same line gives the same match.
+    whole: bool,
+    found: Option<NativeMatch>,
+}
+
+impl StartMemo {
+    fn get(&self, template: usize, line: &str) -> Option<&NativeMatch> {
+        let b = line.as_bytes();
+        let same = if self.whole {
+            b == self.key.as_slice()
+        } else {
+            b.len() >= self.key.len() && b[..self.key.len()] == *self.key
+        };
+        (self.template == Some(template) && same)
+            .then_some(self.found.as_ref())
+            .flatten()
+    }
+
+    fn set(&mut self, template: usize, line: &str, m: &NativeMatch) {
+        let b = line.as_bytes();
+        let n = m.seen.min(b.len());
+        self.template = Some(template);
+        self.whole = m.seen >= b.len();
+        self.key.clear();
+        self.key.extend_from_slice(&b[..n]);
+        self.found = Some(m.clone());
+    }
 }
 
 /// The last native date text read, with the second it was read in and its time.
@@ -150,6 +190,7 @@ impl DateDetector {
             },
             starts: Vec::new(),
             starts_valid: false,
+            start_memo: StartMemo::default(),
         };
         let lines: Vec<&str> = datepattern
             .unwrap_or("")
@@ -355,6 +396,29 @@ impl DateDetector {
         hit
     }
 
+    /// The search of a template tied to the line start, through the memo.
+    fn search_line_start<'t>(&mut self, template: usize, line: &'t str) -> Option<Hit<'t>> {
+        if let Some(m) = self.start_memo.get(template, line) {
+            self.found[template] += 1;
+            return Some(Hit {
+                start: m.start,
+                end: m.group.end,
+                group: Some(m.group.clone()),
+                found: Found::Native(m.clone()),
+            });
+        }
+        let hit = self.search(template, line, 0, line.len());
+        if let Some(Hit {
+            found: Found::Native(m),
+            ..
+        }) = &hit
+            && m.seen != usize::MAX
+        {
+            self.start_memo.set(template, line, m);
+        }
+        hit
+    }
+
     /// fail2ban's `matchTime`: the winning template (stable index) and its match.
     fn match_time<'t>(&mut self, line: &'t str, now: Timestamp) -> Option<(usize, Hit<'t>)> {
         self.starts_valid = false;
@@ -368,7 +432,7 @@ impl DateDetector {
             let anchored = self.templates[template].anchored();
             let hit = if anchored {
                 skip = i;
-                self.search(template, line, 0, line.len())
+                self.search_line_start(template, line)
             } else if self.same_surroundings(line) {
                 let pos = byte_of_char(line, self.last_start.at);
                 let end = byte_of_char(line, self.last_end.at);
@@ -754,6 +818,49 @@ mod tests {
                 }
                 (want, got) => panic!("{p} on {line:?}: want {want:?}, got {got:?}"),
             }
+        }
+    }
+
+    /// Lines that begin alike reuse the last line-start match only when it cannot
+    /// differ: the same stream through a detector whose memo is cleared before every line
+    /// gives the same dates and spans.
+    #[test]
+    fn line_start_memo_changes_no_result() {
+        let heads = [
+            "Mar  2 00:00:01",
+            "Mar  2 00:00:01.5",
+            "Mar  2 00:00:01 2005",
+            "Mar  2 00:00:01 20",
+            "Mar 12 00:00:01",
+            "Mar  2 00:00:0",
+            "Tue Mar  2 00:00:01",
+            "[Mar  2 00:00:01]",
+            "2005-03-02 00:00:01",
+            "2005-03-02T00:00:01.25+02:00",
+            "",
+        ];
+        let tails = ["", " web1 sshd[1]: x", "x", " 2005", ".7 host", "  ", " é"];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for dp in [None, Some("{^LN-BEG}")] {
+            let mut memo = detector(dp);
+            let mut fresh = detector(dp);
+            let mut hits = 0;
+            for _ in 0..3000 {
+                let line = format!("{}{}", heads[next(heads.len())], tails[next(tails.len())]);
+                fresh.start_memo = StartMemo::default();
+                let a = memo.detect(&line, now());
+                let b = fresh.detect(&line, now());
+                assert_eq!(a, b, "{dp:?} {line:?}");
+                assert_eq!(memo.found, fresh.found, "{dp:?} {line:?}");
+                hits += usize::from(a.is_some());
+            }
+            assert!(hits > 1000, "{hits}");
         }
     }
 

@@ -243,6 +243,17 @@ impl Field {
         }
     }
 
+    /// How many bytes from its position [`Field::candidates`] may read.
+    fn lookahead(self) -> usize {
+        match self {
+            Field::ExYear => 4,
+            Field::Fraction | Field::ZoneOffset { .. } => 6,
+            Field::ZoneName => 5,
+            Field::MonthAbbr | Field::WeekdayAbbr => 3,
+            _ => 2,
+        }
+    }
+
     /// The lengths this field can take at the start of `s`, in backtracking order.
     fn candidates(self, s: &[u8], years: YearRange, out: &mut Cands) {
         let c0 = s.first().copied().unwrap_or(0);
@@ -660,9 +671,18 @@ struct Run<'h> {
     /// records each slot at most once per path, so clearing means unsetting.
     trail: [u8; TRAIL],
     trail_len: usize,
+    /// One past the last byte any attempt looked at (a multi-byte character counts
+    /// four): the result depends on no byte from here on.
+    seen: usize,
 }
 
 impl Run<'_> {
+    /// Records that the bytes up to `end` (exclusive) were looked at.
+    #[inline]
+    fn touch(&mut self, end: usize) {
+        self.seen = self.seen.max(end);
+    }
+
     fn set_cap(&mut self, slot: Slot, value: (u32, u32)) {
         let i = slot as usize;
         if self.caps[i] == UNSET && self.trail_len < TRAIL {
@@ -702,9 +722,24 @@ impl Run<'_> {
                         k = c.next;
                         continue;
                     }
-                    None => break boundary_ok(self.hay, pos).then_some(pos),
+                    None => {
+                        self.touch(pos + 4);
+                        break boundary_ok(self.hay, pos).then_some(pos);
+                    }
                 }
             };
+            match node {
+                Node::Lit(_) | Node::OneOf(_) | Node::Sep(_) | Node::SepRef => self.touch(pos + 1),
+                Node::Ws | Node::WordBoundary => self.touch(pos + 4),
+                Node::Hex(n) => self.touch(pos + usize::from(*n)),
+                Node::F(field) => self.touch(pos + field.lookahead()),
+                Node::Digits(_, max) => self.touch(pos + usize::from(*max)),
+                Node::Opt(inner) => match inner.first() {
+                    Some(Node::F(field)) => self.touch(pos + field.lookahead()),
+                    _ => self.touch(pos + 1),
+                },
+                Node::Alt(_) => {}
+            }
             match node {
                 Node::Lit(b) => {
                     if bytes.get(pos) != Some(b) {
@@ -735,6 +770,7 @@ impl Run<'_> {
                             break;
                         }
                         pos += c.len_utf8();
+                        self.touch(pos + 4);
                     }
                 }
                 Node::Hex(n) => {
@@ -757,6 +793,8 @@ impl Run<'_> {
                     let mut cands = Cands::default();
                     field.candidates(&bytes[pos..], self.years, &mut cands);
                     if cands.n > 1 {
+                        // `fits_next` reads the byte after each candidate.
+                        self.touch(pos + field.lookahead() + 1);
                         // Drop lengths the next literal rules out at once: it saves a
                         // recursion per field and changes no result.
                         cands.retain(|l| fits_next(rest, bytes.get(pos + usize::from(l))));
@@ -852,6 +890,9 @@ pub(crate) struct NativeMatch {
     /// The date itself: what fail2ban cuts out of the line.
     pub group: Range<usize>,
     caps: [(u32, u32); NSLOTS],
+    /// One past the last byte of the line the search looked at (before or after the
+    /// match): another line with the same bytes up to here gets the same match.
+    pub seen: usize,
 }
 
 impl NativeMatch {
@@ -916,6 +957,7 @@ impl Program {
             sep: 0,
             trail: [0; TRAIL],
             trail_len: 0,
+            seen: 0,
         }
     }
 
@@ -950,12 +992,21 @@ impl Program {
         let mut try_at = |p: usize| {
             let r = run.get_or_insert_with(|| self.run(hay));
             let end = r.m(self.nodes, None, p)?;
-            Some((end, r.caps))
+            Some((end, r.caps, r.seen))
         };
-        let found = |start: usize, p: usize, (end, caps): (usize, _)| NativeMatch {
+        // Only a search tied to the line start reports how far it looked; the others scan
+        // the line.
+        let found = |start: usize, p: usize, (end, caps, seen): (usize, _, usize)| NativeMatch {
             start,
             group: p..end,
             caps,
+            seen: if matches!(self.start, Start::LineBegin | Start::Caret) {
+                // The start skipped at most two characters and looked at the next byte.
+                seen.max(p + 1)
+                    .max(if self.start == Start::LineBegin { 8 } else { 0 })
+            } else {
+                usize::MAX
+            },
         };
         match self.start {
             Start::Word if starts.is_some() => {

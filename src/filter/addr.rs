@@ -94,6 +94,9 @@ fn parse_family(text: &str, v4: bool, v6: bool, prefix: Option<u32>) -> Converte
         let addr = Ipv4Addr::from(bits);
         let text = match plen {
             Some(p) => format!("{addr}/{p}"),
+            // The parser takes only the canonical dotted quad, so an unmasked address is
+            // already written as inet_ntop writes it.
+            None if bits == u32::from(a) => text.to_string(),
             None => addr.to_string(),
         };
         return Converted {

@@ -18,6 +18,7 @@ use regex_automata::meta;
 use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::util::captures::Captures;
 use regex_automata::{Anchored, Input, MatchKind, PatternSet};
+use regex_syntax::hir::Look;
 
 use super::translate::{Engine, Translation};
 
@@ -34,6 +35,9 @@ const CACHE_UNICODE: usize = 16 * 1024 * 1024;
 pub struct Entry {
     pub translation: Translation,
     exec: Exec,
+    /// The exact pattern on PCRE2 (JIT-compiled where the platform allows): the capture
+    /// engine, run only on texts an automaton has already accepted.
+    pcre: Option<pcre2::bytes::Regex>,
 }
 
 #[derive(Debug)]
@@ -85,7 +89,20 @@ pub struct Scratch {
     fast_all: Option<(meta::Cache, PatternSet)>,
     screens: Option<(meta::Cache, PatternSet)>,
     singles: Vec<Option<(meta::Cache, Captures)>>,
+    locs: Vec<Option<pcre2::bytes::CaptureLocations>>,
     candidates: Vec<usize>,
+    any: Option<meta::Cache>,
+    /// Every fast entry matching the current text ([`PatternList::search_next`]), valid
+    /// until [`Scratch::forget`].
+    all: Vec<usize>,
+    all_ready: bool,
+}
+
+impl Scratch {
+    /// The text changed: candidates found for the old one no longer hold.
+    pub fn forget(&mut self) {
+        self.all_ready = false;
+    }
 }
 
 /// A compile failure of one regex of the list.
@@ -112,6 +129,8 @@ pub struct PatternList {
     fast_all: Option<Automaton>,
     /// `MatchKind::All`, the screens of the fallback patterns.
     screens: Option<Automaton>,
+    /// Every fast pattern and every fallback screen: a text it rejects matches nothing.
+    any: Option<meta::Regex>,
     /// For each entry index, whether an unanchored fast pattern comes before it.
     unanchored_before: Vec<bool>,
     /// Fallback entries without a screen (always run when in range).
@@ -206,9 +225,14 @@ impl PatternList {
                     Exec::Fallback { fancy }
                 }
             };
+            let pcre = tr
+                .pcre
+                .as_ref()
+                .and_then(|form| build_pcre(form, backtrack_limit));
             entries.push(Entry {
                 translation: tr,
                 exec,
+                pcre,
             });
         }
         let automaton = |hirs: &[regex_syntax::hir::Hir],
@@ -232,6 +256,16 @@ impl PatternList {
         let combined = automaton(&fast_hirs, &fast_entries, MatchKind::LeftmostFirst, false)?;
         let fast_all = automaton(&fast_hirs, &fast_entries, MatchKind::All, false)?;
         let screens = automaton(&screen_hirs, &screen_entries, MatchKind::All, false)?;
+        let any = {
+            let all: Vec<regex_syntax::hir::Hir> =
+                fast_hirs.iter().chain(&screen_hirs).cloned().collect();
+            let of: Vec<usize> = fast_entries
+                .iter()
+                .chain(&screen_entries)
+                .copied()
+                .collect();
+            automaton(&all, &of, MatchKind::LeftmostFirst, false)?.map(|a| a.re)
+        };
         let mut unanchored_before = Vec::with_capacity(entries.len());
         let mut seen = false;
         for e in &entries {
@@ -248,6 +282,7 @@ impl PatternList {
             combined,
             fast_all,
             screens,
+            any,
             unanchored_before,
             unscreened,
             fallback_indices,
@@ -292,6 +327,28 @@ impl PatternList {
                 })
                 .collect(),
             candidates: Vec::new(),
+            any: self.any.as_ref().map(|re| re.create_cache()),
+            locs: self
+                .entries
+                .iter()
+                .map(|e| e.pcre.as_ref().map(|re| re.capture_locations()))
+                .collect(),
+            all: Vec::new(),
+            all_ready: false,
+        }
+    }
+
+    /// False when no regex of the list can match `hay` (one automaton pass over the fast
+    /// patterns and the fallback screens); true when one may.
+    pub fn may_match(&self, scratch: &mut Scratch, hay: &[u8]) -> bool {
+        if !self.unscreened.is_empty() {
+            return true;
+        }
+        match (&self.any, scratch.any.as_mut()) {
+            (Some(re), Some(cache)) => re
+                .search_half_with(cache, &Input::new(hay).earliest(true))
+                .is_some(),
+            _ => false,
         }
     }
 
@@ -346,6 +403,41 @@ impl PatternList {
         fast
     }
 
+    /// [`PatternList::search_with`] for trying every regex of the list in turn on one
+    /// text (fail2ban's check-all): the fast entries that match are found once, with one
+    /// automaton pass, and kept in `scratch` until [`Scratch::forget`].
+    pub fn search_next(
+        &self,
+        scratch: &mut Scratch,
+        hay: &[u8],
+        from: usize,
+        stats: &mut MatchStats,
+    ) -> Option<Hit> {
+        if from >= self.entries.len() {
+            return None;
+        }
+        if !scratch.all_ready {
+            self.fast_candidates(scratch, hay);
+            scratch.all.clear();
+            scratch.all.extend_from_slice(&scratch.candidates);
+            scratch.all_ready = true;
+        }
+        let inner_newline = hay
+            .get(..hay.len().saturating_sub(1))
+            .is_some_and(|h| h.contains(&b'\n'));
+        let all = std::mem::take(&mut scratch.all);
+        let fast = all
+            .iter()
+            .filter(|&&i| i >= from)
+            .find_map(|&i| self.fast_exact(scratch, i, hay, inner_newline, stats));
+        scratch.all = all;
+        let limit = fast.as_ref().map(|h| h.index).unwrap_or(self.entries.len());
+        if let Some(hit) = self.fallback_below(scratch, hay, from, limit, stats) {
+            return Some(hit);
+        }
+        fast
+    }
+
     /// Every regex that matches `hay`, in list order.
     pub fn search_all(&self, hay: &[u8], stats: &mut MatchStats) -> Vec<Hit> {
         let mut scratch = self.scratch();
@@ -371,7 +463,13 @@ impl PatternList {
                 return self.fast_exact(scratch, lowest, hay, false, stats);
             }
         }
-        // The winner's own automaton, on the span found: the same match, with groups.
+        // The winner's exact pattern on PCRE2, from the start found: the same match, with
+        // groups.
+        if let Some(hit) = self.pcre_at(scratch, winner, hay, m.start(), Some((m.start(), m.end())))
+        {
+            return Some(hit);
+        }
+        // Else the winner's own automaton, on the span found.
         let Exec::Fast { single, .. } = &self.entries[winner].exec else {
             return None;
         };
@@ -380,7 +478,8 @@ impl PatternList {
             .span(m.start()..m.end())
             .anchored(Anchored::Yes);
         single.search_captures_with(cache, &input, caps);
-        caps.is_match().then(|| hit_from(winner, caps))
+        caps.is_match()
+            .then(|| fast_hit(&self.entries[winner].translation, winner, caps))
     }
 
     fn fast_generic(
@@ -430,6 +529,10 @@ impl PatternList {
         let Exec::Fast { single, exact } = &entry.exec else {
             return None;
         };
+        // PCRE2 runs the exact pattern, also on texts with inner newlines.
+        if let Some(hit) = self.pcre_at(scratch, index, hay, 0, None) {
+            return Some(hit);
+        }
         if inner_newline && entry.translation.plain_dollar {
             let exact = exact.get_or_init(|| {
                 build_fancy(
@@ -445,7 +548,8 @@ impl PatternList {
         }
         let (cache, caps) = scratch.singles[index].as_mut()?;
         single.search_captures_with(cache, &Input::new(hay), caps);
-        caps.is_match().then(|| hit_from(index, caps))
+        caps.is_match()
+            .then(|| fast_hit(&entry.translation, index, caps))
     }
 
     /// The lowest fallback entry in `from..limit` that matches.
@@ -484,14 +588,61 @@ impl PatternList {
             );
         }
         candidates.sort_unstable();
-        let hit = candidates
-            .iter()
-            .find_map(|&i| match &self.entries[i].exec {
-                Exec::Fallback { fancy } => run_fancy(fancy, i, hay, stats),
-                Exec::Fast { .. } => None,
-            });
+        let hit = candidates.iter().find_map(|&i| {
+            let Exec::Fallback { fancy } = &self.entries[i].exec else {
+                return None;
+            };
+            match self.run_pcre(scratch, i, hay, 0) {
+                Some(Ok(found)) => {
+                    stats.fallback_runs += 1;
+                    found
+                }
+                // No PCRE2 form, or it gave up: the bounded backtracking engine decides.
+                _ => run_fancy(fancy, i, hay, stats),
+            }
+        });
         scratch.candidates = candidates;
         hit
+    }
+
+    /// Runs entry `index`'s PCRE2 pattern from `start`: None when it has none or PCRE2
+    /// gave up (match limit, JIT stack), else its answer.
+    fn run_pcre(
+        &self,
+        scratch: &mut Scratch,
+        index: usize,
+        hay: &[u8],
+        start: usize,
+    ) -> Option<Result<Option<Hit>, ()>> {
+        let re = self.entries[index].pcre.as_ref()?;
+        let locs = scratch.locs.get_mut(index)?.as_mut()?;
+        match re.captures_read_at(locs, hay, start) {
+            Ok(Some(_)) => Some(Ok(Some(Hit {
+                index,
+                groups: (0..locs.len()).map(|g| locs.get(g)).collect(),
+            }))),
+            Ok(None) => Some(Ok(None)),
+            Err(e) => {
+                tracing::trace!(regex = index, error = %e, "PCRE2 gave up; another engine decides");
+                Some(Err(()))
+            }
+        }
+    }
+
+    /// The groups of fast entry `index`, which an automaton found matching (the leftmost
+    /// match from `from`, spanning `want` when known), from PCRE2; None when PCRE2 cannot
+    /// tell or does not find that very match.
+    fn pcre_at(
+        &self,
+        scratch: &mut Scratch,
+        index: usize,
+        hay: &[u8],
+        from: usize,
+        want: Option<(usize, usize)>,
+    ) -> Option<Hit> {
+        let hit = self.run_pcre(scratch, index, hay, from)?.ok()??;
+        let same = want.is_none_or(|w| hit.groups[0] == Some(w));
+        same.then_some(hit)
     }
 
     /// Whether the list was compiled with Unicode classes.
@@ -508,7 +659,28 @@ pub struct ContentFinder {
     /// The part before the content with its groups: cheaper than the whole prefregex for
     /// the groups a failregex match needs (its span is only the line's prefix).
     groups: meta::Regex,
+    /// The same on PCRE2, run on the text before the content.
+    groups_pcre: Option<pcre2::bytes::Regex>,
+    /// The group search looks at the byte after its span (assertions at its end).
+    peeks: bool,
     min: u32,
+}
+
+/// Line prefixes whose groups a [`ContentFinder`] remembers: the lines of one session
+/// (one `sshd[pid]`) share their prefix and come close together.
+const PREFIX_MEMO: usize = 8;
+
+/// Search memory of a [`ContentFinder`], per source, with the groups of the last few
+/// prefixes.
+#[derive(Debug)]
+pub struct ContentCache {
+    find: meta::Cache,
+    groups: meta::Cache,
+    caps: Captures,
+    locs: Option<pcre2::bytes::CaptureLocations>,
+    /// (content start, the bytes the group search saw, its groups).
+    recent: Vec<(usize, Vec<u8>, Option<Hit>)>,
+    next: usize,
 }
 
 /// What a [`ContentFinder`] learnt about a text.
@@ -524,6 +696,12 @@ pub enum ContentStart {
 
 impl ContentFinder {
     pub fn new(prefix: &super::translate::ContentPrefix, unicode: bool) -> Result<Self, String> {
+        let looks = prefix.groups_hir.properties().look_set();
+        let peeks = !looks
+            .remove(Look::Start)
+            .remove(Look::StartLF)
+            .remove(Look::StartCRLF)
+            .is_empty();
         Ok(ContentFinder {
             re: build(&[&prefix.hir], MatchKind::LeftmostFirst, false, unicode)?,
             groups: build(
@@ -532,16 +710,28 @@ impl ContentFinder {
                 true,
                 unicode,
             )?,
+            groups_pcre: if peeks {
+                None
+            } else {
+                prefix
+                    .pcre
+                    .as_ref()
+                    .and_then(|f| build_pcre(f, super::pipeline::DEFAULT_BACKTRACK_LIMIT))
+            },
+            peeks,
             min: prefix.min,
         })
     }
 
-    pub fn cache(&self) -> (meta::Cache, meta::Cache, Captures) {
-        (
-            self.re.create_cache(),
-            self.groups.create_cache(),
-            self.groups.create_captures(),
-        )
+    pub fn cache(&self) -> ContentCache {
+        ContentCache {
+            find: self.re.create_cache(),
+            groups: self.groups.create_cache(),
+            caps: self.groups.create_captures(),
+            locs: self.groups_pcre.as_ref().map(|re| re.capture_locations()),
+            recent: Vec::new(),
+            next: 0,
+        }
     }
 
     pub fn memory_usage(&self) -> usize {
@@ -552,34 +742,105 @@ impl ContentFinder {
     /// Group indices are those of the whole prefregex.
     pub fn groups(
         &self,
-        cache: &mut (meta::Cache, meta::Cache, Captures),
+        cache: &mut ContentCache,
         hay: &[u8],
         content_start: usize,
     ) -> Option<Hit> {
-        let (_, gcache, caps) = cache;
-        let input = Input::new(hay).span(0..content_start);
-        self.groups.search_captures_with(gcache, &input, caps);
-        caps.is_match().then(|| hit_from(0, caps))
+        // The search sees the text before the content and, for assertions at its end, one
+        // byte more.
+        let seen = if self.peeks {
+            content_start + 1
+        } else {
+            content_start
+        };
+        let key = &hay[..seen.min(hay.len())];
+        if let Some((_, _, hit)) = cache
+            .recent
+            .iter()
+            .find(|(at, k, _)| *at == content_start && k.as_slice() == key)
+        {
+            return hit.clone();
+        }
+        let via_pcre = match (&self.groups_pcre, cache.locs.as_mut()) {
+            (Some(re), Some(locs)) => match re.captures_read_at(locs, &hay[..content_start], 0) {
+                Ok(found) => Some(found.map(|_| Hit {
+                    index: 0,
+                    groups: (0..locs.len()).map(|g| locs.get(g)).collect(),
+                })),
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        let hit = match via_pcre {
+            Some(hit) => hit,
+            None => {
+                let input = Input::new(hay).span(0..content_start);
+                self.groups
+                    .search_captures_with(&mut cache.groups, &input, &mut cache.caps);
+                cache.caps.is_match().then(|| hit_from(0, &cache.caps))
+            }
+        };
+        let entry = (content_start, key.to_vec(), hit.clone());
+        if cache.recent.len() < PREFIX_MEMO {
+            cache.recent.push(entry);
+        } else {
+            cache.recent[cache.next] = entry;
+            cache.next = (cache.next + 1) % PREFIX_MEMO;
+        }
+        hit
     }
 
     /// `hay` must be one line followed by `\n`, with no other newline.
-    pub fn find(
-        &self,
-        cache: &mut (meta::Cache, meta::Cache, Captures),
-        hay: &[u8],
-    ) -> ContentStart {
+    pub fn find(&self, cache: &mut ContentCache, hay: &[u8]) -> ContentStart {
         let Some(last) = hay.len().checked_sub(1) else {
             return ContentStart::Unknown;
         };
         if hay[last] != b'\n' || hay[..last].contains(&b'\n') {
             return ContentStart::Unknown;
         }
-        match self.re.search_with(&mut cache.0, &Input::new(hay)) {
+        // Only the end of the match is needed: no reverse scan for its start.
+        match self.re.search_half_with(&mut cache.find, &Input::new(hay)) {
             None => ContentStart::NoMatch,
-            Some(m) if m.end() + self.min as usize <= last => ContentStart::At(m.end()),
+            Some(m) if m.offset() + self.min as usize <= last => ContentStart::At(m.offset()),
             Some(_) => ContentStart::Unknown,
         }
     }
+}
+
+/// A fast entry's hit with groups by Python index (a rewritten pattern may hold several
+/// copies of a group, of which at most one takes part in a match).
+fn fast_hit(tr: &Translation, index: usize, caps: &Captures) -> Hit {
+    let Some(map) = &tr.fast_groups else {
+        return hit_from(index, caps);
+    };
+    let mut groups = vec![None; tr.names.len().max(1)];
+    groups[0] = caps.get_group(0).map(|s| (s.start, s.end));
+    for (k, &py) in map.iter().enumerate() {
+        if let Some(sp) = caps.get_group(k + 1)
+            && let Some(slot) = groups.get_mut(py)
+        {
+            *slot = Some((sp.start, sp.end));
+        }
+    }
+    Hit { index, groups }
+}
+
+/// PCRE2 for a pattern's PCRE form, limited like the backtracking engine; None when
+/// PCRE2 refuses it.
+fn build_pcre(
+    form: &super::translate::PcreForm,
+    backtrack_limit: usize,
+) -> Option<pcre2::bytes::Regex> {
+    let limit = backtrack_limit.clamp(1, u32::MAX as usize);
+    pcre2::bytes::RegexBuilder::new()
+        .jit_if_available(true)
+        .utf(form.utf)
+        .ucp(form.ucp)
+        .build(&format!("(*LIMIT_MATCH={limit}){}", form.pattern))
+        .map_err(
+            |e| tracing::debug!(pattern = %form.pattern, error = %e, "PCRE2 refuses a pattern"),
+        )
+        .ok()
 }
 
 fn hit_from(index: usize, caps: &Captures) -> Hit {

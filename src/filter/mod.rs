@@ -5,6 +5,7 @@
 //! - `tags`: fail2ban's `<HOST>`, `<F-USER>`, ... shorthands.
 //! - `pyre`: a parser for Python's `re` dialect.
 //! - `translate`: which engine runs a pattern, and the pattern written for it.
+//! - `rewrite`: conditionals and tempered dots rewritten for the fast engine.
 //! - `engine`: compiled regex lists with Python's "first in list order wins".
 //! - `addr`: failure ids to addresses as fail2ban reads them.
 //! - `pipeline`: [`Filter`], [`FilterState`] and what a line produces.
@@ -22,7 +23,8 @@
 //! - `(?P<name>...)` also accepts `-` in names (fail2ban's `<F-MY-FIELD>` gives
 //!   `my-field`, which Python rejects); lookbehinds need not be fixed-width; `\N{...}` is
 //!   not supported.
-//! - The session cache (`F-MLFID`) expires by line time, not wall-clock time.
+//! - The daemon's session cache (`F-MLFID`) expires by line time, not wall-clock time
+//!   (offline runs choose fail2ban's wall clock: [`SessionClock`]).
 //! - Host names are not resolved here: a failure carries `needs_dns` and the jail
 //!   resolves it.
 //! - A backtracking search that reaches the backtrack limit counts as no match.
@@ -32,13 +34,14 @@ pub mod engine;
 pub mod pipeline;
 pub mod processor;
 pub mod pyre;
+pub mod rewrite;
 pub mod tags;
 pub mod translate;
 
 pub use engine::MatchStats;
 pub use pipeline::{
     DEFAULT_BACKTRACK_LIMIT, EngineInfo, Failure, Filter, FilterError, FilterSpec, FilterState,
-    LineParts, LineResult, RegexKind, UseDnsMode,
+    LineParts, LineResult, RegexKind, SessionClock, UseDnsMode,
 };
 pub use processor::{LineProcessor, Processed, ProcessorError, spec_from_config};
 pub use translate::Engine;

@@ -33,7 +33,9 @@ use serde::Serialize;
 pub use crate::config::model::UseDns as UseDnsMode;
 
 use super::addr::{self, Cidr, Converted};
-use super::engine::{ContentFinder, ContentStart, Hit, MatchStats, PatternList, Scratch};
+use super::engine::{
+    ContentCache, ContentFinder, ContentStart, Hit, MatchStats, PatternList, Scratch,
+};
 use super::tags;
 use super::translate::{self, Engine, TranslateOptions, Translation};
 
@@ -365,16 +367,22 @@ struct BufLine {
 }
 
 impl BufLine {
-    fn new(p: LineParts) -> BufLine {
+    /// The buffer line of `p`; `scratch` is memory to join parts in.
+    fn new(p: LineParts, scratch: &mut String) -> BufLine {
+        let mut joined = |parts: &[&str]| -> Arc<str> {
+            scratch.clear();
+            parts.iter().for_each(|x| scratch.push_str(x));
+            Arc::from(scratch.as_str())
+        };
         let text: Arc<str> = if p.before.is_empty() {
             Arc::from(p.after)
         } else {
-            Arc::from(format!("{}{}", p.before, p.after))
+            joined(&[p.before, p.after])
         };
         let full = if p.date.is_empty() {
             text.clone()
         } else {
-            Arc::from(format!("{}{}{}", p.before, p.date, p.after))
+            joined(&[p.before, p.date, p.after])
         };
         BufLine { text, full }
     }
@@ -622,27 +630,52 @@ enum Keep {
     Restore { seq: u64, expires: Timestamp },
 }
 
+/// The clock that ages the session cache (`F-MLFID` entries live five minutes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SessionClock {
+    /// The time given with each line: replaying an old log ages sessions as they aged
+    /// when it was written (the daemon).
+    #[default]
+    LineTime,
+    /// The wall clock, as fail2ban keeps it (fail2ban-regex and its sample tests: a run
+    /// over a whole log takes less than the lifetime, so sessions end only by count).
+    Wall,
+}
+
 /// Per-source state: the multi-line buffer and the session cache.
 #[derive(Debug)]
 pub struct FilterState {
+    session_clock: SessionClock,
     filter: Arc<Filter>,
     buffer: Vec<BufLine>,
     mlfid: MlfidCache,
     stats: MatchStats,
     prefregex_matched: Option<bool>,
+    /// Ignoreregexes that matched during the last line, once per match (what
+    /// fail2ban-regex counts).
+    ignore_hits: Vec<usize>,
+    /// Earlier lines (as written) that the last line's match took out of the multi-line
+    /// buffer.
+    consumed: Vec<Arc<str>>,
+    /// The buffer before the last line, for `consumed` (multi-line only).
+    previous: Vec<Arc<str>>,
+    /// The text of the line being screened (kept to reuse its memory).
+    quick_text: String,
+    /// Memory to join line parts in.
+    join_buf: String,
+    /// Failures carry their fields, users and matched lines (off: only what counting
+    /// them needs: id, regex, nofail, pending).
+    details: bool,
     pre_scratch: Option<Scratch>,
     fail_scratch: Scratch,
     ignore_scratch: Scratch,
-    content_cache: Option<(
-        regex_automata::meta::Cache,
-        regex_automata::meta::Cache,
-        regex_automata::util::captures::Captures,
-    )>,
+    content_cache: Option<ContentCache>,
 }
 
 impl FilterState {
     pub fn new(filter: Arc<Filter>) -> Self {
         FilterState {
+            session_clock: SessionClock::LineTime,
             pre_scratch: filter.prefregex.as_ref().map(|p| p.list.scratch()),
             content_cache: filter.content_finder.as_ref().map(ContentFinder::cache),
             fail_scratch: filter.failregex.list.scratch(),
@@ -652,7 +685,43 @@ impl FilterState {
             mlfid: MlfidCache::default(),
             stats: MatchStats::default(),
             prefregex_matched: None,
+            ignore_hits: Vec::new(),
+            consumed: Vec::new(),
+            previous: Vec::new(),
+            quick_text: String::new(),
+            join_buf: String::new(),
+            details: true,
         }
+    }
+
+    /// Whether failures carry their fields, users and matched lines (default: yes). A
+    /// caller that only counts failures can spare building them.
+    pub fn set_details(&mut self, on: bool) {
+        self.details = on;
+    }
+
+    /// Chooses the clock of the session cache.
+    pub fn set_session_clock(&mut self, clock: SessionClock) {
+        self.session_clock = clock;
+    }
+
+    fn session_now(&self, line_time: Timestamp) -> Timestamp {
+        match self.session_clock {
+            SessionClock::LineTime => line_time,
+            SessionClock::Wall => Timestamp::now(),
+        }
+    }
+
+    /// The ignoreregexes that matched during the last line (an index per match; in
+    /// check-all mode one ignoreregex may match once per failregex match).
+    pub fn last_ignore_hits(&self) -> &[usize] {
+        &self.ignore_hits
+    }
+
+    /// In multi-line mode: the earlier lines (as written) that the last line's match (or
+    /// ignore) took out of the buffer, i.e. that turned out to belong to a match.
+    pub fn last_consumed(&self) -> &[Arc<str>] {
+        &self.consumed
     }
 
     pub fn filter(&self) -> &Arc<Filter> {
@@ -701,9 +770,110 @@ impl FilterState {
         time: Timestamp,
         check_all: bool,
     ) -> LineResult {
+        self.ignore_hits.clear();
+        self.consumed.clear();
+        let mut text = std::mem::take(&mut self.quick_text);
+        if self.filter.maxlines == 1 {
+            let result = if self.cannot_match(parts, &mut text) {
+                LineResult::Missed
+            } else {
+                self.run_line(parts, time, check_all, &mut text)
+            };
+            self.quick_text = text;
+            return result;
+        }
+        // The lines that stay in the buffer when this one arrives (the oldest goes when
+        // it is full).
+        let full = self.buffer.len() >= self.filter.maxlines;
+        self.previous.clear();
+        self.previous.extend(
+            self.buffer
+                .iter()
+                .skip(usize::from(full))
+                .map(|l| l.full.clone()),
+        );
+        let result = self.run_line(parts, time, check_all, &mut text);
+        self.quick_text = text;
+        let buffer = &self.buffer;
+        self.consumed.extend(
+            self.previous
+                .iter()
+                // fail2ban compares lines by value.
+                .filter(|p| !buffer.iter().any(|b| b.full == **p))
+                .cloned(),
+        );
+        result
+    }
+
+    /// The common case of a single-line filter, decided without building anything: the
+    /// prefregex cannot match, or no failregex can match what it leaves. True when the
+    /// line is missed for sure.
+    fn cannot_match(&mut self, parts: LineParts, text: &mut String) -> bool {
         let filter = self.filter.clone();
         let f = &*filter;
-        let line = BufLine::new(parts);
+        let nfail = f.failregex.list.len();
+        let nignore = f.ignoreregex.list.len();
+        // The text the regexes see; `run_line` reuses it.
+        text.clear();
+        text.push_str(parts.before);
+        text.push_str(parts.after);
+        text.push('\n');
+        if nignore > 0 && nignore + 2 < nfail {
+            // The ignoreregexes run first on every line.
+            return false;
+        }
+        let mut off = 0;
+        self.prefregex_matched = None;
+        if let Some(pre) = &f.prefregex {
+            match (&f.content_finder, self.content_cache.as_mut()) {
+                (Some(finder), Some(cache)) => match finder.find(cache, text.as_bytes()) {
+                    ContentStart::NoMatch => {
+                        self.prefregex_matched = Some(false);
+                        return true;
+                    }
+                    ContentStart::At(k) if text.is_char_boundary(k) => {
+                        if k + 1 < text.len() {
+                            off = k;
+                        }
+                    }
+                    _ => return false,
+                },
+                _ => {
+                    let Some(scratch) = self.pre_scratch.as_mut() else {
+                        return false;
+                    };
+                    if !pre.list.may_match(scratch, text.as_bytes()) {
+                        self.prefregex_matched = Some(false);
+                        return true;
+                    }
+                    return false;
+                }
+            }
+        }
+        if f.failregex
+            .list
+            .may_match(&mut self.fail_scratch, &text.as_bytes()[off..])
+        {
+            return false;
+        }
+        if f.prefregex.is_some() {
+            self.prefregex_matched = Some(true);
+        }
+        true
+    }
+
+    /// Runs a line; `text` is memory for the text the regexes see (for a single-line
+    /// filter it already holds it, from [`FilterState::cannot_match`]).
+    fn run_line(
+        &mut self,
+        parts: LineParts,
+        time: Timestamp,
+        check_all: bool,
+        text: &mut String,
+    ) -> LineResult {
+        let filter = self.filter.clone();
+        let f = &*filter;
+        let line = BufLine::new(parts, &mut self.join_buf);
         // The buffer as it was when the line arrived (matched lines are taken from it).
         let org_lines: Vec<BufLine>;
         let org: &[BufLine] = if f.maxlines > 1 {
@@ -722,7 +892,9 @@ impl FilterState {
         // The regexes see `text[off..]`; `stale` when the buffer changed since it was
         // joined. In single-line mode the prefregex's content is the tail of the line, so
         // it is an offset, not a copy.
-        let mut text = join(org);
+        if f.maxlines > 1 {
+            *text = join(org);
+        }
         let mut off = 0usize;
         let mut stale = false;
         let mut text_is_line = true;
@@ -732,7 +904,7 @@ impl FilterState {
         let nignore = f.ignoreregex.list.len();
         if nignore > 0
             && nignore + 2 < nfail
-            && let Some(ig) = self.ignore_line(&text, None, check_all)
+            && let Some(ig) = self.ignore_line(text, None, check_all)
         {
             return LineResult::Ignored {
                 ignoreregex: Some(ig),
@@ -766,7 +938,7 @@ impl FilterState {
                     }
                 }
                 ContentStart::At(_) | ContentStart::Unknown => {
-                    let Some(groups) = self.prefregex_groups(&text) else {
+                    let Some(groups) = self.prefregex_groups(text) else {
                         self.prefregex_matched = Some(false);
                         return LineResult::Missed;
                     };
@@ -798,18 +970,32 @@ impl FilterState {
         let mut from = 0;
         loop {
             if stale {
-                text = join(&self.buffer);
+                *text = join(&self.buffer);
                 off = 0;
                 stale = false;
                 text_is_line = false;
             }
             let hay = &text[off..];
-            let Some(hit) = f.failregex.list.search_with(
-                &mut self.fail_scratch,
-                hay.as_bytes(),
-                from,
-                &mut self.stats,
-            ) else {
+            if from == 0 || f.maxlines > 1 {
+                // A new text (a multi-line match changes the buffer every time).
+                self.fail_scratch.forget();
+            }
+            let found = if check_all {
+                f.failregex.list.search_next(
+                    &mut self.fail_scratch,
+                    hay.as_bytes(),
+                    from,
+                    &mut self.stats,
+                )
+            } else {
+                f.failregex.list.search_with(
+                    &mut self.fail_scratch,
+                    hay.as_bytes(),
+                    from,
+                    &mut self.stats,
+                )
+            };
+            let Some(hit) = found else {
                 break;
             };
             let index = hit.index;
@@ -833,7 +1019,7 @@ impl FilterState {
                 Some(g) => g,
                 None => {
                     let line = if text_is_line { None } else { Some(join(org)) };
-                    let line = line.as_deref().unwrap_or(&text);
+                    let line = line.as_deref().unwrap_or(text.as_str());
                     let mut g = match (
                         &f.content_finder,
                         self.content_cache.as_mut(),
@@ -870,10 +1056,11 @@ impl FilterState {
             // The session the failure belongs to, stored back when the line is done.
             let mut session: Option<(String, Keep)> = None;
             if let Some(key) = &mlfid {
-                let (merged, keep) = self.merge_failure(key, fail, &matched, time);
+                let (merged, keep) =
+                    self.merge_failure(key, fail, &matched, self.session_now(time));
                 fail = merged;
                 if truthy(fail.groups.get("nofail")) && !check_all {
-                    self.keep_session(key, keep, fail, time);
+                    self.keep_session(key, keep, fail, self.session_now(time));
                     return LineResult::Ignored {
                         ignoreregex: None,
                         failregex: Some(index),
@@ -905,12 +1092,26 @@ impl FilterState {
             if let Some(ip4) = fail.get_str("ip4") {
                 match cidr_of(&fail, Cidr::V4) {
                     Some(c) => id_source = Some((Value::Str(ip4), c, true)),
-                    None => return self.end_session(session, fail, time, LineResult::Missed),
+                    None => {
+                        return self.end_session(
+                            session,
+                            fail,
+                            self.session_now(time),
+                            LineResult::Missed,
+                        );
+                    }
                 }
             } else if let Some(ip6) = fail.get_str("ip6") {
                 match cidr_of(&fail, Cidr::V6) {
                     Some(c) => id_source = Some((Value::Str(ip6), c, true)),
-                    None => return self.end_session(session, fail, time, LineResult::Missed),
+                    None => {
+                        return self.end_session(
+                            session,
+                            fail,
+                            self.session_now(time),
+                            LineResult::Missed,
+                        );
+                    }
                 }
             } else if let Some(dns) = fail.get_str("dns") {
                 id_source = Some((Value::Str(dns), default_cidr, raw_ids));
@@ -935,7 +1136,7 @@ impl FilterState {
                             ignoreregex: None,
                             failregex: Some(index),
                         };
-                        return self.end_session(session, fail, time, r);
+                        return self.end_session(session, fail, self.session_now(time), r);
                     }
                     ids.push((
                         Converted {
@@ -964,7 +1165,12 @@ impl FilterState {
                         Err(e) => {
                             // fail2ban raises here and loses the whole line.
                             tracing::trace!(regex = index, error = %e, "Unreadable failure id; line dropped");
-                            return self.end_session(session, fail, time, LineResult::Missed);
+                            return self.end_session(
+                                session,
+                                fail,
+                                self.session_now(time),
+                                LineResult::Missed,
+                            );
                         }
                     }
                 }
@@ -987,10 +1193,18 @@ impl FilterState {
                 }
             }
             for (c, needs_dns) in ids {
-                failures.push(make_failure(&fail, c, needs_dns, pending, index, time));
+                failures.push(make_failure(
+                    &fail,
+                    c,
+                    needs_dns,
+                    pending,
+                    index,
+                    time,
+                    self.details,
+                ));
             }
             if let Some((key, keep)) = session {
-                self.keep_session(&key, keep, fail, time);
+                self.keep_session(&key, keep, fail, self.session_now(time));
             }
             if !check_all {
                 break;
@@ -1056,6 +1270,7 @@ impl FilterState {
             &mut self.stats,
         ) {
             found = Some(h.index);
+            self.ignore_hits.push(h.index);
             from = h.index + 1;
             if (!check_all || f.maxlines > 1)
                 && let Some((_, unmatched)) = fail_lines
@@ -1223,6 +1438,7 @@ fn convert_value(v: &Value, cidr: Cidr) -> Result<Converted, String> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn make_failure(
     fail: &FailData,
     id: Converted,
@@ -1230,7 +1446,24 @@ fn make_failure(
     pending: bool,
     regex: usize,
     time: Timestamp,
+    details: bool,
 ) -> Failure {
+    let nofail = truthy(fail.groups.get("nofail"));
+    if !details {
+        return Failure {
+            id: id.text,
+            addr: id.addr,
+            prefix: id.prefix,
+            needs_dns,
+            time,
+            regex,
+            fields: BTreeMap::new(),
+            users: BTreeSet::new(),
+            matches: Vec::new(),
+            nofail,
+            pending,
+        };
+    }
     let mut fields: BTreeMap<String, String> = fail
         .groups
         .iter()
@@ -1254,7 +1487,7 @@ fn make_failure(
             .flatten()
             .map(|l| l.full.to_string())
             .collect(),
-        nofail: truthy(fail.groups.get("nofail")),
+        nofail,
         pending,
     }
 }

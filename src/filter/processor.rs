@@ -4,14 +4,15 @@
 //! pipeline, and failures carry the line's time. Lines whose date cannot be read take the
 //! previous line's date when it is less than a minute old (continuation lines of a
 //! multi-line message), as fail2ban does; what to do with a line that has no date at all
-//! depends on the caller: a live daemon uses "now", the offline tester leaves it out.
+//! depends on the caller: a live daemon uses "now"; offline (`warden test`, the sample
+//! tests) the line's failures are kept without a time, as fail2ban-regex keeps them.
 //! Rules about old and future timestamps belong to the jail, which knows its findtime.
 
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::pipeline::{Filter, FilterSpec, FilterState, LineParts, LineResult};
+use super::pipeline::{Filter, FilterSpec, FilterState, LineParts, LineResult, SessionClock};
 use crate::config::FilterConfig;
 use crate::date::{DateDetector, DateError};
 
@@ -22,7 +23,8 @@ const LAST_DATE_REUSE: SignedDuration = SignedDuration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct Processed {
     pub result: LineResult,
-    /// The time the line was given (None: no date and not live).
+    /// The time the line was given (None: no date and not live; the failures then carry
+    /// the reference time, which is no date of the line).
     pub time: Option<Timestamp>,
     /// The date template that matched, if any.
     pub template: Option<usize>,
@@ -64,6 +66,17 @@ impl LineProcessor {
 
     pub fn state(&self) -> &FilterState {
         &self.state
+    }
+
+    /// Whether failures carry their fields, users and matched lines (see
+    /// [`FilterState::set_details`]).
+    pub fn set_details(&mut self, on: bool) {
+        self.state.set_details(on);
+    }
+
+    /// Chooses the clock that ages sessions (see [`SessionClock`]).
+    pub fn set_session_clock(&mut self, clock: SessionClock) {
+        self.state.set_session_clock(clock);
     }
 
     /// Runs one line (without its line ending) at wall-clock or simulated time `now`.
@@ -118,16 +131,37 @@ impl LineProcessor {
         let result = self
             .state
             .process_parts(parts, time.unwrap_or(now), self.check_all);
-        let result = match result {
-            // A failure with no time at all cannot be counted.
-            LineResult::Matched(_) if time.is_none() => LineResult::Missed,
-            r => r,
-        };
         Processed {
             result,
             time,
             template,
             no_date,
+        }
+    }
+
+    /// Runs a line whose time its source knows (a journal entry): no date detection;
+    /// `date_text` is what fail2ban puts in front of the line in a failure's `matches`
+    /// (the journal backend's formatted time). Following dateless lines may borrow it.
+    pub fn process_dated(&mut self, line: &str, time: Timestamp, date_text: &str) -> Processed {
+        let parts = LineParts {
+            before: "",
+            date: date_text,
+            after: line,
+        };
+        let result = self.state.process_parts(parts, time, self.check_all);
+        match &mut self.last {
+            Some((t, text)) => {
+                *t = time;
+                text.clear();
+                text.push_str(date_text);
+            }
+            None => self.last = Some((time, date_text.to_string())),
+        }
+        Processed {
+            result,
+            time: Some(time),
+            template: None,
+            no_date: false,
         }
     }
 
@@ -226,11 +260,11 @@ mod tests {
         let out = p.process("Failed from 192.0.2.8", later);
         assert_eq!(out.time, Some(later));
         assert!(matches!(out.result, LineResult::Matched(_)));
-        // Offline, a line with no date yields no failure.
+        // Offline, a line with no date keeps its failure, without a time.
         p.live = false;
         let out = p.process("Failed from 192.0.2.8", later);
         assert_eq!(out.time, None);
-        assert!(matches!(out.result, LineResult::Missed));
+        assert!(matches!(out.result, LineResult::Matched(_)));
     }
 
     #[test]

@@ -36,6 +36,7 @@ use super::pyre::{
     self, Assertion, Class, ClassItem, Node, Parsed, Perl, PerlKind, PyReError, RepeatMode,
     StartFlags,
 };
+use super::rewrite;
 
 /// Which engine runs a pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -69,15 +70,23 @@ pub struct TranslateOptions {
 #[derive(Debug, Clone)]
 pub struct Translation {
     pub engine: Engine,
-    /// Why the fallback engine is needed (empty for fast patterns).
+    /// Why the fallback engine is needed (empty for fast patterns); for a pattern the
+    /// fast engine runs after a rewrite, `rewritten: ` and what was rewritten.
     pub reason: String,
     /// The fast form and its HIR (fast patterns only).
     pub fast: Option<(String, Hir)>,
+    /// For a fast form rewritten from a pattern with conditionals or tempered dots
+    /// (`rewrite`): the Python group index of each of its capture groups, in order
+    /// (copies of a group map to the same index). None: the indices are the same.
+    pub fast_groups: Option<Vec<usize>>,
     /// The exact form for fancy-regex.
     pub fancy: String,
     /// Run the fancy form with Unicode classes (byte mode cannot take non-ASCII class
     /// members; the form then spells ASCII classes out).
     pub fancy_unicode: bool,
+    /// The exact pattern in PCRE2's dialect, for the capture engine (None when a construct
+    /// has no exact PCRE2 form).
+    pub pcre: Option<PcreForm>,
     /// The fast-engine over-approximation of a fallback pattern.
     pub screen: Option<(String, Hir)>,
     /// Python group names by group index (index 0, the whole match, is unnamed).
@@ -156,10 +165,13 @@ pub fn translate(python: &str, opts: TranslateOptions) -> Result<Translation, Py
             parsed: &parsed,
             names: &engine_names,
             out: String::new(),
+            numbered: None,
+            unsupported: false,
         }
         .run()
     };
     let fancy = emit(Dialect::Fancy);
+    let pcre = pcre_form(&parsed, &engine_names, opts, non_ascii_class);
     let mut reason: Vec<String> = needs.iter().map(|s| s.to_string()).collect();
     let mut fast = None;
     let mut screen = None;
@@ -168,6 +180,31 @@ pub fn translate(python: &str, opts: TranslateOptions) -> Result<Translation, Py
         match parse_hir(&s, opts.unicode) {
             Ok(h) => fast = Some((s, h)),
             Err(e) => reason.push(format!("fast engine rejects it: {e}")),
+        }
+    }
+    let mut fast_groups = None;
+    let rewritable = needs
+        .iter()
+        .all(|n| matches!(*n, "conditional" | "lookahead"));
+    if fast.is_none()
+        && rewritable
+        && let Some(simple) = rewrite::simplify(&parsed)
+    {
+        let (s, order) = Emitter {
+            dialect: Dialect::Fast,
+            unicode: opts.unicode,
+            ascii_classes: false,
+            parsed: &simple,
+            names: &engine_names,
+            out: String::new(),
+            numbered: Some(Vec::new()),
+            unsupported: false,
+        }
+        .run_numbered();
+        if let Ok(h) = parse_hir(&s, opts.unicode) {
+            reason = vec![format!("rewritten: {}", reason.join(", "))];
+            fast = Some((s, h));
+            fast_groups = order;
         }
     }
     if fast.is_none() {
@@ -186,14 +223,77 @@ pub fn translate(python: &str, opts: TranslateOptions) -> Result<Translation, Py
         } else {
             Engine::Fallback
         },
-        reason: reason.join(", "),
+        reason: if fast.is_some() && fast_groups.is_none() {
+            String::new()
+        } else {
+            reason.join(", ")
+        },
         fast,
+        fast_groups,
         fancy,
         fancy_unicode,
+        pcre,
         screen,
         names,
         plain_dollar,
         start_anchored,
+    })
+}
+
+/// A pattern for PCRE2, with the modes it must be compiled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcreForm {
+    pub pattern: String,
+    /// UTF mode: the pattern has non-ASCII characters in a class, or Unicode classes.
+    pub utf: bool,
+    /// Unicode classes and word boundaries (the filter's `unicode` option).
+    pub ucp: bool,
+}
+
+fn pcre_form(
+    parsed: &Parsed,
+    names: &[Option<String>],
+    opts: TranslateOptions,
+    non_ascii_class: bool,
+) -> Option<PcreForm> {
+    let utf = opts.unicode || non_ascii_class;
+    if utf && !opts.unicode {
+        // UTF mode folds case beyond ASCII, which an ASCII filter does not.
+        let mut icase = parsed.icase;
+        parsed.root.walk(&mut |n| {
+            icase |= matches!(
+                n,
+                Node::Group {
+                    icase: Some(true),
+                    ..
+                }
+            );
+        });
+        if icase {
+            return None;
+        }
+    }
+    let mut e = Emitter {
+        dialect: Dialect::Pcre,
+        unicode: opts.unicode,
+        ascii_classes: false,
+        parsed,
+        names,
+        out: String::new(),
+        numbered: None,
+        unsupported: false,
+    };
+    if parsed.icase {
+        e.out.push_str("(?i)");
+    }
+    match &parsed.root {
+        Node::Alternation(branches) => e.alternation(branches),
+        n => e.node(n),
+    }
+    (!e.unsupported).then_some(PcreForm {
+        pattern: e.out,
+        utf,
+        ucp: opts.unicode,
     })
 }
 
@@ -210,6 +310,8 @@ pub struct ContentPrefix {
     /// The same part with its groups, numbered as in the whole prefregex (the content
     /// group comes after all of them).
     pub groups_hir: Hir,
+    /// The same part for PCRE2, with its groups.
+    pub pcre: Option<PcreForm>,
     pub min: u32,
 }
 
@@ -287,16 +389,30 @@ pub fn content_prefix(python: &str, opts: TranslateOptions) -> Option<ContentPre
             parsed: &prefix,
             names: &names,
             out: String::new(),
+            numbered: None,
+            unsupported: false,
         }
         .run()
     };
     let pattern = emit(Dialect::Screen);
     let hir = parse_hir(&pattern, opts.unicode).ok()?;
     let groups_hir = parse_hir(&emit(Dialect::Fast), opts.unicode).ok()?;
+    let mut non_ascii_class = false;
+    prefix.root.walk(&mut |n| {
+        if let Node::Class(c) = n {
+            non_ascii_class |= c.items.iter().any(|it| match it {
+                ClassItem::Char(c) => !c.is_ascii(),
+                ClassItem::Range(_, hi) => !hi.is_ascii(),
+                ClassItem::Perl(_) => false,
+            });
+        }
+    });
+    let pcre = pcre_form(&prefix, &names, opts, non_ascii_class);
     Some(ContentPrefix {
         pattern,
         hir,
         groups_hir,
+        pcre,
         min: *min,
     })
 }
@@ -355,6 +471,8 @@ enum Dialect {
     Fast,
     Screen,
     Fancy,
+    /// PCRE2's dialect, the exact pattern for the capture engine.
+    Pcre,
 }
 
 struct Emitter<'a> {
@@ -366,12 +484,21 @@ struct Emitter<'a> {
     parsed: &'a Parsed,
     names: &'a [Option<String>],
     out: String,
+    /// When set, capture groups are written unnamed (a rewritten pattern may hold copies
+    /// of one group) and their Python group indices recorded in order.
+    numbered: Option<Vec<usize>>,
+    /// Set when the target dialect cannot express a construct exactly.
+    unsupported: bool,
 }
 
 const META: &str = "\\.+*?()|[]{}^$#&-~";
 
 impl Emitter<'_> {
-    fn run(mut self) -> String {
+    fn run(self) -> String {
+        self.run_numbered().0
+    }
+
+    fn run_numbered(mut self) -> (String, Option<Vec<usize>>) {
         if self.parsed.icase {
             self.out.push_str("(?i)");
         }
@@ -380,7 +507,7 @@ impl Emitter<'_> {
             Node::Alternation(branches) => self.alternation(branches),
             n => self.node(n),
         }
-        self.out
+        (self.out, self.numbered)
     }
 
     fn alternation(&mut self, branches: &[Node]) {
@@ -406,6 +533,12 @@ impl Emitter<'_> {
                 body,
             } => {
                 let open = match (capture, icase) {
+                    (Some(i), _) if self.dialect != Dialect::Screen && self.numbered.is_some() => {
+                        if let Some(order) = self.numbered.as_mut() {
+                            order.push(*i);
+                        }
+                        "(".to_string()
+                    }
                     (Some(i), _) if self.dialect != Dialect::Screen => match &self.names[*i] {
                         Some(name) => format!("(?P<{name}>"),
                         None => "(".to_string(),
@@ -456,6 +589,8 @@ impl Emitter<'_> {
                         self.group_body(&g.body);
                         self.out.push(')');
                     }
+                } else if self.dialect == Dialect::Pcre {
+                    let _ = write!(self.out, "(?:\\g{{{group}}})");
                 } else {
                     let _ = write!(self.out, "(?:\\k<{group}>)");
                 }
@@ -529,7 +664,7 @@ impl Emitter<'_> {
                     RepeatMode::Greedy => {}
                     RepeatMode::Lazy => self.out.push('?'),
                     RepeatMode::Possessive => {
-                        if self.dialect == Dialect::Fancy {
+                        if matches!(self.dialect, Dialect::Fancy | Dialect::Pcre) {
                             self.out.push('+');
                         }
                     }
@@ -615,7 +750,8 @@ impl Emitter<'_> {
         });
         // The byte-mode parser refuses non-ASCII class members; a Unicode scope accepts
         // them, with ASCII perl classes written as POSIX classes (ASCII in any mode).
-        let wrap = !self.unicode && non_ascii;
+        // PCRE2 takes them in its UTF mode, which the pattern then runs in.
+        let wrap = !self.unicode && non_ascii && self.dialect != Dialect::Pcre;
         if wrap {
             self.out.push_str("(?u:");
         }
@@ -630,6 +766,16 @@ impl Emitter<'_> {
                     self.class_char(lo);
                     self.out.push('-');
                     self.class_char(hi);
+                }
+                ClassItem::Perl(p) if self.dialect == Dialect::Pcre => {
+                    if self.unicode && p.ascii {
+                        self.unsupported = true;
+                    }
+                    if self.unicode && p.kind == PerlKind::Space && !p.negated {
+                        self.out.push_str("\\s\\x{1C}-\\x{1F}");
+                    } else {
+                        self.out.push_str(perl_escape(p));
+                    }
                 }
                 ClassItem::Perl(p) => {
                     if (p.ascii || self.ascii_classes) && self.unicode || wrap {
@@ -649,7 +795,10 @@ impl Emitter<'_> {
     }
 
     fn perl(&mut self, p: Perl) {
-        if !self.unicode {
+        if self.dialect == Dialect::Pcre && self.unicode && p.ascii {
+            self.unsupported = true;
+        }
+        if !self.unicode || (self.dialect == Dialect::Pcre && p.kind != PerlKind::Space) {
             self.out.push_str(perl_escape(p));
         } else if p.ascii || self.ascii_classes {
             let _ = write!(self.out, "[{}]", posix(p));
@@ -670,13 +819,20 @@ impl Emitter<'_> {
             Assertion::Start { multiline: true } => "(?m:^)",
             Assertion::End { multiline: true } => "(?m:$)",
             Assertion::End { multiline: false } => {
-                if self.dialect == Dialect::Fancy {
+                if matches!(self.dialect, Dialect::Fancy | Dialect::Pcre) {
                     "(?=\\n?\\z)"
                 } else {
                     "(?m:$)"
                 }
             }
             Assertion::EndText => "\\z",
+            Assertion::WordBoundary { ascii } | Assertion::NotWordBoundary { ascii }
+                if ascii && self.unicode && self.dialect == Dialect::Pcre =>
+            {
+                // PCRE2's Unicode mode has no ASCII-only scope.
+                self.unsupported = true;
+                "\\b"
+            }
             Assertion::WordBoundary { ascii } => {
                 if ascii && self.unicode && self.dialect != Dialect::Fancy {
                     "(?-u:\\b)"
@@ -828,7 +984,7 @@ mod tests {
             ("(?<!a)b", "lookbehind"),
             (r"(a)\1", "backreference"),
             ("(?P<x>a)(?P=x)", "backreference"),
-            ("(?P<x>a)?(?(x)b|c)", "conditional"),
+            ("(?:(?P<x>a)b)*(?(x)c|d)", "conditional"),
             ("a++", "possessive quantifier"),
             ("(?>a)", "atomic group"),
         ] {
@@ -844,13 +1000,56 @@ mod tests {
     fn screens_over_approximate() {
         assert_eq!(t("a(?!b)c").screen.unwrap().0, "a(?:)c");
         assert_eq!(t(r"(a+)x\1").screen.unwrap().0, "(?:a+)x(?-i:a+)");
-        assert_eq!(t("(?P<x>a)?(?(x)b|c)").screen.unwrap().0, "(?:a)?(?:b|c)");
+        assert_eq!(
+            t("(?:(?P<x>a)b)*(?(x)c|d)").screen.unwrap().0,
+            "(?:(?:a)b)*(?:c|d)"
+        );
         assert_eq!(t("a*+b").screen.unwrap().0, "a*b");
         assert_eq!(
             t("(?i)(a)(?-i:\\1)").screen.unwrap().0,
             "(?i)(?:a)(?-i:(?i:a))"
         );
         assert_eq!(t("(a)(?i:\\1)").screen.unwrap().0, "(?:a)(?i:(?s:.)*)");
+    }
+
+    #[test]
+    fn conditionals_and_tempered_dots_are_rewritten_for_the_fast_engine() {
+        let tr = t("(?P<x>a)?(?(x)b|c)");
+        assert_eq!(tr.engine, Engine::Fast);
+        assert_eq!(tr.reason, "rewritten: conditional");
+        assert_eq!(tr.fast.as_ref().unwrap().0, "(a)b|c");
+        assert_eq!(tr.fast_groups, Some(vec![1]));
+        let tr = t("^(?P<u>(?P<c>\\S+)|(?:(?! from ).)*?) from (?(c)x|y)");
+        assert_eq!(tr.engine, Engine::Fast, "{}", tr.reason);
+        assert_eq!(tr.reason, "rewritten: conditional, lookahead");
+        // Two copies of each group, in branch order.
+        assert_eq!(tr.fast_groups, Some(vec![1, 2, 1]));
+        assert!(t("a(?=b)").fast_groups.is_none());
+    }
+
+    #[test]
+    fn pcre_forms() {
+        let p = |s: &str| t(s).pcre.map(|f| f.pattern);
+        assert_eq!(p(r"(a)\1$").as_deref(), Some(r"(a)(?:\g{1})(?=\n?\z)"));
+        assert_eq!(
+            p("(?P<x>a)?(?(x)b|c)").as_deref(),
+            Some("(?P<x>a)?(?(1)b|c)")
+        );
+        assert_eq!(p("a*+").as_deref(), Some("a*+"));
+        let f = t(r"[é]\w").pcre.unwrap();
+        assert!(f.utf && !f.ucp);
+        assert_eq!(f.pattern, r"[é]\w");
+        // UTF mode would fold case beyond ASCII.
+        assert!(t("(?i)[é]").pcre.is_none());
+        let u = translate(
+            r"(?a:\w)",
+            TranslateOptions {
+                multiline: false,
+                unicode: true,
+            },
+        )
+        .unwrap();
+        assert!(u.pcre.is_none(), "no ASCII scope in PCRE2's Unicode mode");
     }
 
     #[test]

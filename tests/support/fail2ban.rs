@@ -9,8 +9,69 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use jiff::Timestamp;
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+
 /// The version the compatibility tests are written against.
 pub const VERSION: &str = "1.0.2";
+
+/// fail2ban's test conditions (`fail2ban/tests/utils.py`): "now" is fixed at this time
+/// (2005-08-14 10:00 UTC) and decides the year of dates without one ...
+pub const TEST_NOW: i64 = 1_124_013_600;
+/// ... and local time is this POSIX zone.
+pub const TEST_TZ: &str = "CET-01CEST-02,M3.5.0,M10.5.0";
+
+/// [`TEST_TZ`] as a zone (passed explicitly; tests never set the process's TZ).
+pub fn test_zone() -> TimeZone {
+    TimeZone::posix(TEST_TZ).expect("fail2ban's test zone parses")
+}
+
+/// [`TEST_NOW`] as a timestamp.
+pub fn test_now() -> Timestamp {
+    Timestamp::from_second(TEST_NOW).expect("valid time")
+}
+
+/// A sample log's `time` annotation (`%Y-%m-%dT%H:%M:%S[.%f]`, local time in the test
+/// zone) as the instant fail2ban's sample test compares with (`time.mktime`).
+pub fn annotated_timestamp(text: &str) -> Timestamp {
+    // Python's strptime takes one-digit fields too ("2005-03-7T02:09:33").
+    let (main, frac) = text.split_once('.').unwrap_or((text, ""));
+    let n: Vec<i64> = main
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse().unwrap_or_else(|e| panic!("{text}: {e}")))
+        .collect();
+    assert_eq!(n.len(), 6, "{text}");
+    let dt = DateTime::new(
+        n[0] as i16,
+        n[1] as i8,
+        n[2] as i8,
+        n[3] as i8,
+        n[4] as i8,
+        n[5] as i8,
+        0,
+    )
+    .unwrap_or_else(|e| panic!("{text}: {e}"));
+    let ts = test_zone()
+        .to_ambiguous_timestamp(dt)
+        .compatible()
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+    // `%f`: up to six digits, read as microseconds.
+    let micros: i64 = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
+        digits.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    };
+    ts.checked_add(jiff::SignedDuration::from_micros(micros))
+        .expect("in range")
+}
+
+/// [`annotated_timestamp`] as fractional seconds.
+pub fn annotated_time(text: &str) -> f64 {
+    let t = annotated_timestamp(text);
+    t.as_nanosecond() as f64 / 1e9
+}
 
 /// Paths inside the unpacked package.
 #[derive(Debug, Clone)]

@@ -7,3 +7,4 @@ pub mod netns;
 pub mod pcap;
 #[cfg(feature = "sim")]
 pub mod pfctl;
+pub mod samples;
