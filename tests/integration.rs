@@ -11,6 +11,9 @@ mod daemon_sources;
 mod date_compat;
 mod date_props;
 mod date_zone;
+mod e2e_nft;
+#[cfg(feature = "sim")]
+mod e2e_pf;
 mod filter;
 mod filter_compat;
 mod filter_props;

@@ -60,6 +60,9 @@ pub struct Daemon {
     pub run_args: Vec<String>,
     /// Extra environment for the daemon.
     pub env: Vec<(String, String)>,
+    /// A network namespace to run the daemon in (`ip netns exec NAME warden …`, which
+    /// execs, so the child is the daemon itself); the client stays outside.
+    pub netns: Option<String>,
 }
 
 impl Daemon {
@@ -95,6 +98,7 @@ impl Daemon {
             child: None,
             run_args: Vec::new(),
             env: Vec::new(),
+            netns: None,
         };
         d.write_config(
             "warden.local",
@@ -164,7 +168,14 @@ impl Daemon {
             .append(true)
             .open(&self.stderr)
             .unwrap();
-        let mut cmd = Command::new(warden_bin());
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(warden_bin());
+                c
+            }
+            None => Command::new(warden_bin()),
+        };
         cmd.arg("--config")
             .arg(&self.config)
             .arg("run")

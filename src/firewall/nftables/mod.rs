@@ -13,6 +13,9 @@
 //! }
 //! ```
 //!
+//! With `chain_hook = none` the chain is a regular one in the admin's table instead,
+//! reached only through the admin's own `jump`; warden then never removes the table.
+//!
 //! Elements carry the ban's remaining time as their kernel timeout, so bans end on time
 //! even while warden is down. Every batch is one `nft -f -` transaction whatever the
 //! number of addresses (two, milliseconds apart, in the rare batch where a network
@@ -80,6 +83,15 @@ struct Plan {
     remove: Vec<IpNet>,
     /// Elements to write, with their ends.
     put: Vec<(IpNet, Option<Epoch>)>,
+}
+
+/// What stop writes.
+#[derive(Debug)]
+struct StopPlan {
+    batch: Batch,
+    /// The removal of a chain without hook, once nothing uses it.
+    chain_removal: Option<Batch>,
+    table_removed: bool,
 }
 
 impl NftAction {
@@ -203,6 +215,23 @@ impl NftAction {
     fn sync_once(&mut self) -> Result<(), FirewallError> {
         let now = (self.clock)();
         let listing = self.read_table()?.unwrap_or_default();
+        let desired = self.holdings.desired_all(now);
+        let (batch, removed, added) = self.sync_batch(&listing, &desired, now)?;
+        self.apply(&batch)?;
+        self.installed = desired;
+        tracing::debug!(jail = %self.spec.jail, held = self.installed.len(), removed, added, "Synchronised nftables sets");
+        Ok(())
+    }
+
+    /// The transaction that makes the kernel's table (as `listing` shows it) hold this
+    /// jail's chain, sets, rules and exactly the `desired` elements; with the numbers of
+    /// elements it removes and adds.
+    fn sync_batch(
+        &self,
+        listing: &Listing,
+        desired: &BTreeMap<IpNet, Option<Epoch>>,
+        now: Epoch,
+    ) -> Result<(Batch, usize, usize), FirewallError> {
         let o = &self.opts;
         let mut batch = Batch::default();
         batch.push(ruleset::table_decl(o));
@@ -212,6 +241,28 @@ impl NftAction {
         let mut recreate_chain = false;
         match listing.chain(&o.chain) {
             None => batch.push(ruleset::chain_decl(o)),
+            // A chain of the other kind may well be the admin's: never rewrite it.
+            Some(c) if c.hook.is_some() != o.hook.is_base() => {
+                let (found, needed) = if o.hook.is_base() {
+                    ("a regular chain".to_string(), "a base chain")
+                } else {
+                    (
+                        format!(
+                            "a base chain (hook {})",
+                            c.hook.as_deref().unwrap_or_default()
+                        ),
+                        "a regular chain",
+                    )
+                };
+                return Err(FirewallError::Config(format!(
+                    "jail {}: nftables chain {} of table {FAMILY} {} is {found}; with chain_hook = {} warden needs {needed} of its own: set chain to another name",
+                    self.spec.jail,
+                    o.chain,
+                    o.table,
+                    o.hook.name()
+                )));
+            }
+            Some(_) if !o.hook.is_base() => {}
             Some(c) => {
                 let same = c.kind.as_deref() == Some("filter")
                     && c.hook.as_deref() == Some(o.hook.name())
@@ -249,7 +300,6 @@ impl NftAction {
             ));
         }
 
-        let desired = self.holdings.desired_all(now);
         // Kernel elements: seconds left, None for permanent ones.
         let mut kernel: BTreeMap<IpNet, Option<i64>> = BTreeMap::new();
         let mut strays: Vec<(bool, String)> = Vec::new();
@@ -309,7 +359,7 @@ impl NftAction {
                 remove.entry(v6).or_default().push(ruleset::net_text(net));
             }
         }
-        for (net, end) in &desired {
+        for (net, end) in desired {
             if !kept.contains(net) {
                 let v6 = matches!(net, IpNet::V6(_));
                 put.entry(v6)
@@ -338,10 +388,7 @@ impl NftAction {
                 batch.add_elements(&o.table, set, &add);
             }
         }
-        self.apply(&batch)?;
-        self.installed = desired;
-        tracing::debug!(jail = %self.spec.jail, held = self.installed.len(), removed, added, "Synchronised nftables sets");
-        Ok(())
+        Ok((batch, removed, added))
     }
 
     /// The element changes for bans and unbans of `touched` keys (already recorded in the
@@ -463,6 +510,65 @@ impl NftAction {
                 tracing::warn!(jail = %self.spec.jail, error = %e, "The kernel refused an nftables batch; resynchronising the jail's sets");
                 self.sync()
             }
+        }
+    }
+
+    /// What stop removes, from the table as `listing` shows it: this jail's rules and sets,
+    /// or the whole table when nothing else is left in it. With `chain_hook = none` the
+    /// table is shared with the admin's ruleset and always stays; the chain goes too (in a
+    /// second transaction) once it holds no other jail's rules and no rule jumps to it.
+    fn stop_plan(&self, listing: &Listing) -> StopPlan {
+        let o = &self.opts;
+        let ours = [self.names.set4.as_str(), self.names.set6.as_str()];
+        let our_rule = |r: &ruleset::RuleInfo| r.sets.iter().any(|s| ours.contains(&s.as_str()));
+        let others = listing
+            .sets
+            .iter()
+            .any(|s| !ours.contains(&s.name.as_str()))
+            || listing.rules.iter().any(|r| !our_rule(r))
+            || listing.chains.iter().any(|c| c.name != o.chain);
+        let mut batch = Batch::default();
+        if o.hook.is_base() && !others {
+            batch.push(format!("delete table {FAMILY} {}", o.table));
+            return StopPlan {
+                batch,
+                chain_removal: None,
+                table_removed: true,
+            };
+        }
+        for r in listing.rules.iter().filter(|r| our_rule(r)) {
+            batch.push(format!(
+                "delete rule {FAMILY} {} {} handle {}",
+                o.table, r.chain, r.handle
+            ));
+        }
+        for s in listing
+            .sets
+            .iter()
+            .filter(|s| ours.contains(&s.name.as_str()))
+        {
+            batch.push(format!("delete set {FAMILY} {} {}", o.table, s.name));
+        }
+        if o.hook.is_base() {
+            return StopPlan {
+                batch,
+                chain_removal: None,
+                table_removed: false,
+            };
+        }
+        let chain_in_use = listing
+            .rules
+            .iter()
+            .any(|r| (r.chain == o.chain && !our_rule(r)) || r.jumps.contains(&o.chain));
+        let chain_removal = (listing.chain(&o.chain).is_some() && !chain_in_use).then(|| {
+            let mut b = Batch::default();
+            b.push(format!("delete chain {FAMILY} {} {}", o.table, o.chain));
+            b
+        });
+        StopPlan {
+            batch,
+            chain_removal,
+            table_removed: false,
         }
     }
 
@@ -615,38 +721,17 @@ impl Action for NftAction {
         let Some(listing) = self.read_table()? else {
             return Ok(());
         };
-        let ours = [self.names.set4.as_str(), self.names.set6.as_str()];
-        let our_rule = |r: &ruleset::RuleInfo| r.sets.iter().any(|s| ours.contains(&s.as_str()));
-        let others = listing
-            .sets
-            .iter()
-            .any(|s| !ours.contains(&s.name.as_str()))
-            || listing.rules.iter().any(|r| !our_rule(r))
-            || listing.chains.iter().any(|c| c.name != self.opts.chain);
-        let mut batch = Batch::default();
-        if others {
-            for r in listing.rules.iter().filter(|r| our_rule(r)) {
-                batch.push(format!(
-                    "delete rule {FAMILY} {} {} handle {}",
-                    self.opts.table, r.chain, r.handle
-                ));
-            }
-            for s in listing
-                .sets
-                .iter()
-                .filter(|s| ours.contains(&s.name.as_str()))
-            {
-                batch.push(format!(
-                    "delete set {FAMILY} {} {}",
-                    self.opts.table, s.name
-                ));
-            }
-        } else {
-            batch.push(format!("delete table {FAMILY} {}", self.opts.table));
-        }
-        self.apply(&batch)?;
+        let plan = self.stop_plan(&listing);
+        self.apply(&plan.batch)?;
         self.installed.clear();
-        tracing::info!(jail = %self.spec.jail, table_removed = !others, "Stopped nftables sets");
+        if let Some(b) = &plan.chain_removal
+            && let Err(e) = self.apply(b)
+        {
+            // Something refers to the chain in a way the listing did not show; an empty
+            // regular chain only returns, so it can stay.
+            tracing::debug!(jail = %self.spec.jail, chain = %self.opts.chain, error = %e, "Leaving the empty chain in place");
+        }
+        tracing::info!(jail = %self.spec.jail, table_removed = plan.table_removed, "Stopped nftables sets");
         Ok(())
     }
 
@@ -763,6 +848,147 @@ mod tests {
         assert!(!overlapping(&map, &n("10.0.1.0/24"), true));
         assert!(overlapping(&map, &n("2001:db8::1/128"), false));
         assert!(!overlapping(&map, &n("2001:db8:1::/64"), true));
+    }
+
+    /// A listing of the admin's `table inet hostfw`: a base chain `input` accepting
+    /// established traffic first, then (with `jump`) jumping to `warden`; `extra` adds
+    /// objects (warden's chain, sets and rules).
+    fn hostfw(jump: bool, extra: &str) -> Listing {
+        let mut items = vec![
+            r#"{"table": {"family": "inet", "name": "hostfw", "handle": 1}}"#.to_string(),
+            r#"{"chain": {"family": "inet", "table": "hostfw", "name": "input", "handle": 2, "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}}"#.to_string(),
+            r#"{"rule": {"family": "inet", "table": "hostfw", "chain": "input", "handle": 3, "expr": [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}, {"accept": null}]}}"#.to_string(),
+        ];
+        if jump {
+            items.push(r#"{"rule": {"family": "inet", "table": "hostfw", "chain": "input", "handle": 4, "expr": [{"jump": {"target": "warden"}}]}}"#.to_string());
+        }
+        if !extra.is_empty() {
+            items.push(extra.to_string());
+        }
+        parse_listing(&format!(r#"{{"nftables": [{}]}}"#, items.join(", "))).unwrap()
+    }
+
+    const WARDEN_CHAIN: &str =
+        r#"{"chain": {"family": "inet", "table": "hostfw", "name": "warden", "handle": 5}}"#;
+
+    fn our_objects() -> String {
+        let mut v = vec![WARDEN_CHAIN.to_string()];
+        for (n, set, ty, fam) in [
+            (6, "ban4-sshd", "ipv4_addr", "ip"),
+            (7, "ban6-sshd", "ipv6_addr", "ip6"),
+        ] {
+            v.push(format!(r#"{{"set": {{"family": "inet", "name": "{set}", "table": "hostfw", "type": "{ty}", "handle": {n}, "flags": ["interval", "timeout"]}}}}"#));
+            v.push(format!(r#"{{"rule": {{"family": "inet", "table": "hostfw", "chain": "warden", "handle": {}, "expr": [{{"match": {{"op": "==", "left": {{"payload": {{"protocol": "{fam}", "field": "saddr"}}}}, "right": "@{set}"}}}}, {{"drop": null}}]}}}}"#, n + 2));
+        }
+        v.join(", ")
+    }
+
+    #[test]
+    fn a_chain_without_hook_goes_into_the_admins_table() {
+        let mut a = action(&[("chain_hook", "none"), ("table", "hostfw")]);
+        a.holdings.hold(n("10.0.0.1/32"), Some(1600));
+        let desired = a.holdings.desired_all(1000);
+        let rules = "add rule inet hostfw warden ip saddr @ban4-sshd tcp dport { 22 } counter drop comment \"warden jail sshd\"\n\
+                     add rule inet hostfw warden ip6 saddr @ban6-sshd tcp dport { 22 } counter drop comment \"warden jail sshd\"\n";
+        let sets = "add set inet hostfw ban4-sshd { type ipv4_addr; flags interval, timeout; }\n\
+                    add set inet hostfw ban6-sshd { type ipv6_addr; flags interval, timeout; }\n";
+        // Before the admin declared the chain: warden creates it, as a regular chain.
+        let (b, removed, added) = a.sync_batch(&hostfw(false, ""), &desired, 1000).unwrap();
+        assert_eq!(
+            b.text(),
+            format!(
+                "add table inet hostfw\nadd chain inet hostfw warden\n{sets}{rules}\
+                 add element inet hostfw ban4-sshd {{ 10.0.0.1 timeout 10m }}\n"
+            )
+        );
+        assert_eq!((removed, added), (0, 1));
+        // The admin's ruleset declares it (empty) and jumps to it: warden fills it and
+        // touches nothing of the admin's chain.
+        let (b, _, _) = a
+            .sync_batch(&hostfw(true, WARDEN_CHAIN), &desired, 1000)
+            .unwrap();
+        assert_eq!(
+            b.text(),
+            format!(
+                "add table inet hostfw\n{sets}{rules}\
+                 add element inet hostfw ban4-sshd {{ 10.0.0.1 timeout 10m }}\n"
+            )
+        );
+        assert!(!b.text().contains("hook"), "{}", b.text());
+        // A restart replaces its own rules only (by handle), never the admin's.
+        let (b, _, _) = a
+            .sync_batch(&hostfw(true, &our_objects()), &desired, 1000)
+            .unwrap();
+        assert_eq!(
+            b.text(),
+            format!(
+                "add table inet hostfw\n\
+                 delete rule inet hostfw warden handle 8\n\
+                 delete rule inet hostfw warden handle 9\n{rules}\
+                 add element inet hostfw ban4-sshd {{ 10.0.0.1 timeout 10m }}\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_chain_without_hook_never_takes_over_a_base_chain() {
+        let a = action(&[
+            ("chain_hook", "none"),
+            ("table", "hostfw"),
+            ("chain", "input"),
+        ]);
+        let e = a
+            .sync_batch(&hostfw(true, ""), &BTreeMap::new(), 1000)
+            .unwrap_err();
+        assert!(matches!(e, FirewallError::Config(_)), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("jail sshd")
+                && msg.contains("chain input of table inet hostfw is a base chain (hook input)")
+                && msg.contains("chain_hook = none"),
+            "{msg}"
+        );
+        // Nor does a hooked chain reuse a regular one.
+        let a = action(&[("table", "hostfw"), ("chain", "warden")]);
+        let e = a
+            .sync_batch(&hostfw(true, WARDEN_CHAIN), &BTreeMap::new(), 1000)
+            .unwrap_err();
+        assert!(e.to_string().contains("is a regular chain"), "{e}");
+    }
+
+    #[test]
+    fn stop_leaves_the_admins_table_and_a_chain_it_jumps_to() {
+        let a = action(&[("chain_hook", "none"), ("table", "hostfw")]);
+        let ours = "delete rule inet hostfw warden handle 8\n\
+                    delete rule inet hostfw warden handle 9\n\
+                    delete set inet hostfw ban4-sshd\n\
+                    delete set inet hostfw ban6-sshd\n";
+        let p = a.stop_plan(&hostfw(true, &our_objects()));
+        assert_eq!(p.batch.text(), ours);
+        assert!(p.chain_removal.is_none(), "the admin's jump refers to it");
+        assert!(!p.table_removed);
+        let p = a.stop_plan(&hostfw(false, &our_objects()));
+        assert_eq!(p.batch.text(), ours);
+        assert_eq!(
+            p.chain_removal.unwrap().text(),
+            "delete chain inet hostfw warden\n"
+        );
+        // Even alone in the table, the table stays: it is the admin's.
+        let alone = parse_listing(&format!(r#"{{"nftables": [{}]}}"#, our_objects())).unwrap();
+        let p = a.stop_plan(&alone);
+        assert_eq!(p.batch.text(), ours);
+        assert!(p.chain_removal.is_some() && !p.table_removed);
+        // A base chain of warden's own table goes with the table.
+        let b = action(&[]);
+        let p = b.stop_plan(&parse_listing(r#"{"nftables": [{"chain": {"family": "inet", "table": "warden", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": -10, "policy": "accept"}}]}"#).unwrap());
+        assert_eq!(p.batch.text(), "delete table inet warden\n");
+        assert!(p.table_removed);
+    }
+
+    #[test]
+    fn jump_targets_are_read_from_rules_and_verdict_maps() {
+        let l = parse_listing(r#"{"nftables": [{"rule": {"family": "inet", "table": "t", "chain": "input", "handle": 6, "expr": [{"vmap": {"key": {"payload": {"protocol": "tcp", "field": "dport"}}, "data": {"set": [[22, {"goto": {"target": "warden"}}], [80, {"jump": {"target": "web"}}]]}}}]}}]}"#).unwrap();
+        assert_eq!(l.rules[0].jumps, vec!["warden", "web"]);
     }
 
     #[test]

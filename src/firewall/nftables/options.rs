@@ -109,12 +109,14 @@ impl L4 {
     pub const WITH_PORTS: [L4; 5] = [L4::Tcp, L4::Udp, L4::UdpLite, L4::Sctp, L4::Dccp];
 }
 
-/// The hook the shared base chain attaches to.
+/// The hook the shared chain attaches to, or none: a regular chain that the admin's own
+/// base chain jumps to (after its `ct state established,related accept`, typically).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     Input,
     Forward,
     Prerouting,
+    None,
 }
 
 impl Hook {
@@ -123,7 +125,13 @@ impl Hook {
             Hook::Input => "input",
             Hook::Forward => "forward",
             Hook::Prerouting => "prerouting",
+            Hook::None => "none",
         }
+    }
+
+    /// Whether the chain is a base chain (attached to a hook).
+    pub fn is_base(self) -> bool {
+        self != Hook::None
     }
 }
 
@@ -206,7 +214,23 @@ impl NftOptions {
                 "expected a letter followed by letters, digits, `_`, `-` or `.`",
             ));
         }
-        let chain = get(&["chain"]).unwrap_or("input").to_string();
+        let hook = match get(&["chain_hook"]).unwrap_or("input") {
+            "input" => Hook::Input,
+            "forward" => Hook::Forward,
+            "prerouting" => Hook::Prerouting,
+            "none" => Hook::None,
+            h => {
+                return Err(err(
+                    "chain_hook",
+                    h,
+                    "expected input, forward, prerouting or none",
+                ));
+            }
+        };
+        // A chain the admin jumps to lives in the admin's table, beside an `input` chain
+        // of theirs: it gets a name of its own.
+        let default_chain = if hook.is_base() { "input" } else { "warden" };
+        let chain = get(&["chain"]).unwrap_or(default_chain).to_string();
         if !is_identifier(&chain) {
             return Err(err(
                 "chain",
@@ -219,18 +243,6 @@ impl NftOptions {
         {
             return Err(err("chain_type", t, "only filter chains are supported"));
         }
-        let hook = match get(&["chain_hook"]).unwrap_or("input") {
-            "input" => Hook::Input,
-            "forward" => Hook::Forward,
-            "prerouting" => Hook::Prerouting,
-            h => {
-                return Err(err(
-                    "chain_hook",
-                    h,
-                    "expected input, forward or prerouting",
-                ));
-            }
-        };
         let priority = match get(&["chain_priority"]) {
             None => DEFAULT_PRIORITY,
             Some(p) => parse_priority(p).ok_or_else(|| {
@@ -541,6 +553,18 @@ mod tests {
         assert!(NftOptions::from_spec(&s).is_ok());
         s.protocols = vec!["udp".into()];
         assert!(NftOptions::from_spec(&s).is_err());
+    }
+
+    #[test]
+    fn a_chain_without_hook_defaults_to_its_own_name() {
+        let o =
+            NftOptions::from_spec(&spec(&[("chain_hook", "none"), ("table", "hostfw")])).unwrap();
+        assert_eq!(o.hook, Hook::None);
+        assert!(!o.hook.is_base());
+        assert_eq!((o.table.as_str(), o.chain.as_str()), ("hostfw", "warden"));
+        let o = NftOptions::from_spec(&spec(&[("chain_hook", "none"), ("chain", "bans")])).unwrap();
+        assert_eq!(o.chain, "bans");
+        assert!(Hook::Input.is_base());
     }
 
     #[test]

@@ -130,8 +130,12 @@ pub fn table_decl(o: &NftOptions) -> String {
     format!("add table {FAMILY} {}", o.table)
 }
 
-/// The shared base chain.
+/// The shared chain: a base chain, or with `chain_hook = none` a regular chain that only
+/// sees the packets the admin's base chain jumps to it with.
 pub fn chain_decl(o: &NftOptions) -> String {
+    if !o.hook.is_base() {
+        return format!("add chain {FAMILY} {} {}", o.table, o.chain);
+    }
     format!(
         "add chain {FAMILY} {} {} {{ type filter hook {} priority {}; policy accept; }}",
         o.table,
@@ -277,6 +281,8 @@ pub struct RuleInfo {
     pub handle: u64,
     /// Sets the rule refers to (`@name`), without the `@`.
     pub sets: Vec<String>,
+    /// Chains the rule jumps or goes to.
+    pub jumps: Vec<String>,
     pub comment: Option<String>,
 }
 
@@ -344,8 +350,10 @@ pub fn parse_listing(json: &str) -> Result<Listing, String> {
             });
         } else if let Some(r) = item.get("rule") {
             let mut sets = Vec::new();
+            let mut jumps = Vec::new();
             if let Some(expr) = r.get("expr") {
                 collect_set_refs(expr, &mut sets);
+                collect_jumps(expr, &mut jumps);
             }
             out.rules.push(RuleInfo {
                 chain: str_field(r, "chain")?,
@@ -354,6 +362,7 @@ pub fn parse_listing(json: &str) -> Result<Listing, String> {
                     .and_then(Value::as_u64)
                     .ok_or("rule without handle")?,
                 sets,
+                jumps,
                 comment: r.get("comment").and_then(Value::as_str).map(str::to_string),
             });
         }
@@ -379,6 +388,28 @@ fn collect_set_refs(v: &Value, out: &mut Vec<String>) {
         }
         Value::Array(a) => a.iter().for_each(|x| collect_set_refs(x, out)),
         Value::Object(o) => o.values().for_each(|x| collect_set_refs(x, out)),
+        _ => {}
+    }
+}
+
+/// Targets of `jump` and `goto` verdicts, wherever they sit in the expression (also
+/// inside verdict maps).
+fn collect_jumps(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| collect_jumps(x, out)),
+        Value::Object(o) => {
+            for (k, x) in o {
+                if k == "jump" || k == "goto" {
+                    if let Some(target) = x.get("target").and_then(Value::as_str)
+                        && !out.iter().any(|n| n == target)
+                    {
+                        out.push(target.to_string());
+                    }
+                } else {
+                    collect_jumps(x, out);
+                }
+            }
+        }
         _ => {}
     }
 }
