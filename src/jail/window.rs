@@ -280,6 +280,12 @@ impl FailureWindow {
         // Failures may arrive slightly out of order (several files); keep times sorted.
         let pos = slot.items.partition_point(|(t, _, _)| *t <= time);
         let line = if maxmatches > 0 { line } else { None };
+        // One more item at a time: the allocator grows a block in place while its size
+        // class has room, and an id with n failures then holds about n items, not the
+        // next power of two (the difference is most of the memory of a long flood).
+        if slot.items.len() == slot.items.capacity() {
+            slot.items.reserve_exact(1);
+        }
         slot.items.insert(pos, (time, weight, line));
         let newest = slot.last();
         // Drop failures that can no longer share a window with the newest one.
@@ -682,6 +688,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn failures_are_kept_without_spare_room() {
+        let mut w = FailureWindow::new(600, 100, 100, 10);
+        for t in 0..9 {
+            w.add(&k("a"), t, 1, l("x"));
+        }
+        let i = w.find(&k("a")).unwrap();
+        assert_eq!(w.slot(i).items.len(), 9);
+        assert_eq!(w.slot(i).items.capacity(), 9);
+    }
+
+    #[test]
+    fn a_slot_is_small() {
+        // `core::BYTES_PER_TRACKED` and docs/daemon.md count on this.
+        assert_eq!(std::mem::size_of::<Option<Slot>>(), 80);
     }
 
     #[test]
