@@ -35,9 +35,12 @@ cleanup() {
         kill -KILL "$driver_pid" 2>/dev/null || true
     fi
     # The daemons the driver started (it stops them itself; this is for when it could not).
+    # A pid counts only while its command line still names our work directory.
     if [ -f "$work/pids" ]; then
         while read -r pid; do
-            kill -KILL "$pid" 2>/dev/null || true
+            if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF "$work/"; then
+                kill -KILL "$pid" 2>/dev/null || true
+            fi
         done <"$work/pids"
     fi
     if [ "$keep" = 1 ]; then
