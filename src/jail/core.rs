@@ -24,11 +24,12 @@ use crate::config::{Escalation, JailConfig, UseDns};
 use crate::filter::Failure;
 use crate::ledger::{Origin, Prior};
 
-/// Bytes one tracked id costs, beyond its matched lines (which are shared with the other
-/// jails counting the same line): the hash-map slot with up to three failures inline,
-/// and up to two eviction-queue slots. For `maxretry` above 4, each further failure kept
-/// costs 32 bytes more. `docs/daemon.md` explains the bound and how it was measured.
-pub const BYTES_PER_TRACKED: usize = 256;
+/// Bytes one tracked id costs at most, beyond its matched lines (which are shared with the
+/// other jails counting the same line): its 80-byte slot (key, one failure inline, list
+/// links), as much again of spare room in the slab just after the slab doubled, and its
+/// hash-table bucket. Each further failure kept costs 32 bytes more, in one heap block.
+/// `docs/daemon.md` explains the bound and how it was measured.
+pub const BYTES_PER_TRACKED: usize = 176;
 
 /// A jail's counting and banning rules.
 #[derive(Debug, Clone, PartialEq)]
