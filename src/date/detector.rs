@@ -20,8 +20,8 @@ use super::native::NativeMatch;
 use super::native::YearRange;
 use super::pattern::LINE_BEGIN;
 use super::template::{
-    Found, Hit, Matcher, Template, contains_date_keyword, date_templates, default_templates,
-    none_template, pattern_template,
+    Found, Hit, Template, contains_date_keyword, date_templates, default_templates, none_template,
+    pattern_template,
 };
 
 /// A date found in a line.
@@ -318,28 +318,30 @@ impl DateDetector {
         if span.is_empty() {
             return Some(unparsed(span));
         }
-        let text = &line[span.clone()];
         let second = now.as_second();
-        // A native date depends on its text and the current second only: bursts of lines
-        // stamped with the same second reuse the last result.
-        let native = matches!(self.templates[template].matcher, Matcher::Native { .. });
-        let time = if native
-            && self.memo.template == template
-            && self.memo.second == second
-            && self.memo.text == text
-        {
-            self.memo.time
-        } else {
-            let civil_now = self.civil_now(now);
-            let time = self.templates[template].value(line, &hit, &civil_now, &mut self.zone);
-            if native {
-                self.memo.template = template;
-                self.memo.second = second;
-                self.memo.text.clear();
-                self.memo.text.push_str(text);
-                self.memo.time = time;
+        // A date depends on the text of its fields and the current second only: bursts of
+        // lines stamped with the same second reuse the last result.
+        let key = self.templates[template].value_text(line, &hit);
+        let time = match key {
+            Some(text)
+                if self.memo.template == template
+                    && self.memo.second == second
+                    && self.memo.text == text =>
+            {
+                self.memo.time
             }
-            time
+            _ => {
+                let civil_now = self.civil_now(now);
+                let time = self.templates[template].value(line, &hit, &civil_now, &mut self.zone);
+                if let Some(text) = key {
+                    self.memo.template = template;
+                    self.memo.second = second;
+                    self.memo.text.clear();
+                    self.memo.text.push_str(text);
+                    self.memo.time = time;
+                }
+                time
+            }
         };
         match time {
             Some(time) => Some(DateMatch {
@@ -404,7 +406,7 @@ impl DateDetector {
                 start: m.start,
                 end: m.group.end,
                 group: Some(m.group.clone()),
-                found: Found::Native(m.clone()),
+                found: Found::Native(Box::new(m.clone())),
             });
         }
         let hit = self.search(template, line, 0, line.len());

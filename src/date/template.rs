@@ -36,8 +36,10 @@ pub(crate) struct Template {
 /// What a template found.
 #[derive(Debug)]
 pub(crate) enum Found<'t> {
-    Native(NativeMatch),
-    Regex(RegexMatch<'t>),
+    // Boxed: hits move through the detector's search several times per line, and an
+    // unboxed match makes each move a copy of a few hundred bytes.
+    Native(Box<NativeMatch>),
+    Regex(Box<RegexMatch<'t>>),
     Empty,
 }
 
@@ -81,14 +83,14 @@ impl Template {
                     start: m.start,
                     end: m.group.end,
                     group: Some(m.group.clone()),
-                    found: Found::Native(m),
+                    found: Found::Native(Box::new(m)),
                 })
             }
             Matcher::Regex(re) => re.search(line, pos, endpos).map(|m| Hit {
                 start: m.start,
                 end: m.end,
                 group: m.group.clone(),
-                found: Found::Regex(m),
+                found: Found::Regex(Box::new(m)),
             }),
             Matcher::Empty => (pos == 0).then_some(Hit {
                 start: 0,
@@ -96,6 +98,19 @@ impl Template {
                 group: Some(0..0),
                 found: Found::Empty,
             }),
+        }
+    }
+
+    /// The part of the line the time of a hit depends on (with the current second): two
+    /// hits of this template with the same text there stand for the same time.
+    pub(crate) fn value_text<'t>(&self, line: &'t str, hit: &Hit<'_>) -> Option<&'t str> {
+        match &hit.found {
+            Found::Native(m) => line.get(m.group.clone()),
+            Found::Regex(m) => match &self.matcher {
+                Matcher::Regex(re) => line.get(re.value_span(m)),
+                _ => None,
+            },
+            Found::Empty => None,
         }
     }
 
