@@ -590,16 +590,32 @@ fn repetition(c: &[char]) -> Option<(String, usize)> {
 
 /// A compiled custom template. PCRE2 (JIT-compiled where the platform allows) runs it when
 /// it takes the pattern; fancy-regex, the reference, otherwise or when PCRE2 gives up.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct RegexTemplate {
     re: fancy_regex::Regex,
     pcre: Option<pcre2::bytes::Regex>,
+    /// PCRE2 match memory for the next search, given back by [`RegexTemplate::recycle`]
+    /// once a match has been read: allocating it costs more than a typical search.
+    spare: Option<pcre2::bytes::CaptureLocations>,
     /// Capture index and field of each named group that holds a date field, in order.
     keys: Vec<(usize, Key)>,
     /// Capture index of `%p`, if the pattern has one.
     ampm: Option<usize>,
     /// For `{EPOCH}` patterns: whether milliseconds are allowed (`{LEPOCH}`).
     epoch: Option<bool>,
+}
+
+impl Clone for RegexTemplate {
+    fn clone(&self) -> Self {
+        RegexTemplate {
+            re: self.re.clone(),
+            pcre: self.pcre.clone(),
+            spare: None,
+            keys: self.keys.clone(),
+            ampm: self.ampm,
+            epoch: self.epoch,
+        }
+    }
 }
 
 /// A match of a custom template.
@@ -693,6 +709,7 @@ impl RegexTemplate {
         Ok(RegexTemplate {
             re,
             pcre,
+            spare: None,
             keys,
             ampm,
             epoch,
@@ -701,7 +718,7 @@ impl RegexTemplate {
 
     /// Python's `search(line, pos, endpos)`; see [`super::native::Program::search`].
     pub(crate) fn search<'t>(
-        &self,
+        &mut self,
         line: &'t str,
         pos: usize,
         endpos: usize,
@@ -730,20 +747,30 @@ impl RegexTemplate {
     /// The search on PCRE2: None when there is no PCRE2 form or PCRE2 gave up (match
     /// limit), else its answer.
     fn search_pcre<'t>(
-        &self,
+        &mut self,
         line: &'t str,
         pos: usize,
         endpos: usize,
     ) -> Option<Option<Caps<'t>>> {
         let re = self.pcre.as_ref()?;
-        let mut locs = re.capture_locations();
+        let mut locs = self.spare.take().unwrap_or_else(|| re.capture_locations());
         match re.captures_read_at(&mut locs, &line.as_bytes()[..endpos], pos) {
             Ok(Some(_)) => Some(Some(Caps::Pcre { line, locs })),
-            Ok(None) => Some(None),
+            Ok(None) => {
+                self.spare = Some(locs);
+                Some(None)
+            }
             Err(err) => {
                 tracing::trace!(%err, "Date pattern search on PCRE2 gave up");
                 None
             }
+        }
+    }
+
+    /// Takes back a match's PCRE2 memory for the next search.
+    pub(crate) fn recycle(&mut self, m: RegexMatch<'_>) {
+        if let Caps::Pcre { locs, .. } = m.caps {
+            self.spare = Some(locs);
         }
     }
 
@@ -915,7 +942,7 @@ mod tests {
     #[test]
     fn compiled_search_uses_group_one_and_fields() {
         let e = exp(r"^%Y:%m:%d-%H:%M:%S");
-        let t = RegexTemplate::compile("p", &e.regex, None).unwrap();
+        let mut t = RegexTemplate::compile("p", &e.regex, None).unwrap();
         let line = "2005:08:14-10:00:00: x";
         let m = t.search(line, 0, line.len()).unwrap();
         assert_eq!(m.group, Some(0..19));
@@ -946,9 +973,9 @@ mod tests {
             "%H:%M:%S",
         ] {
             let e = exp(p);
-            let t = RegexTemplate::compile(p, &e.regex, None).unwrap();
+            let mut t = RegexTemplate::compile(p, &e.regex, None).unwrap();
             assert!(t.pcre.is_some(), "{p}: {}", python_to_pcre(&e.regex));
-            let fancy = RegexTemplate {
+            let mut fancy = RegexTemplate {
                 pcre: None,
                 ..t.clone()
             };

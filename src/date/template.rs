@@ -18,7 +18,7 @@ pub(crate) enum Matcher {
     /// A native recogniser.
     Native { program: Program, value: Value },
     /// A custom pattern.
-    Regex(RegexTemplate),
+    Regex(Box<RegexTemplate>),
     /// `{NONE}`: an empty match at the line start.
     Empty,
 }
@@ -68,7 +68,7 @@ impl Template {
     /// Python's `search(line, pos, endpos)` for this template (byte offsets on character
     /// boundaries).
     pub(crate) fn search<'t>(
-        &self,
+        &mut self,
         line: &'t str,
         pos: usize,
         endpos: usize,
@@ -77,7 +77,7 @@ impl Template {
         if pos > endpos {
             return None;
         }
-        match &self.matcher {
+        match &mut self.matcher {
             Matcher::Native { program, .. } => {
                 program.search_in(line, pos, endpos, starts).map(|m| Hit {
                     start: m.start,
@@ -111,6 +111,13 @@ impl Template {
                 _ => None,
             },
             Found::Empty => None,
+        }
+    }
+
+    /// Done with a hit of this template: its search memory can serve the next search.
+    pub(crate) fn recycle(&mut self, hit: Hit<'_>) {
+        if let (Matcher::Regex(re), Found::Regex(m)) = (&mut self.matcher, hit.found) {
+            re.recycle(*m);
         }
     }
 
@@ -271,7 +278,7 @@ pub(crate) fn pattern_template(p: &str, years: YearRange) -> Result<Template, Da
                 name: e.name,
                 flags: e.flags,
                 weight: 1.0,
-                matcher: Matcher::Regex(re),
+                matcher: Matcher::Regex(Box::new(re)),
             });
         }
         let epoch = match key.as_str() {
@@ -318,7 +325,7 @@ pub(crate) fn pattern_template(p: &str, years: YearRange) -> Result<Template, Da
         name: e.name,
         flags: e.flags,
         weight: 1.0,
-        matcher: Matcher::Regex(re),
+        matcher: Matcher::Regex(Box::new(re)),
     })
 }
 
@@ -386,7 +393,7 @@ mod tests {
         assert_eq!(t[7].name, "{^LN-BEG}Epoch");
         assert_eq!(t[16].name, "{^LN-BEG}TAI64N");
         let line = "[31/Oct/2006:09:22:55 -0000] x";
-        let t = date_templates(r"^[^\[]*\[({DATE})", years()).unwrap();
+        let mut t = date_templates(r"^[^\[]*\[({DATE})", years()).unwrap();
         let hit = t[4].search(line, 0, line.len(), None).unwrap();
         assert_eq!(hit.group, Some(1..27));
     }
