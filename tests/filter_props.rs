@@ -6,6 +6,8 @@
 //!   and the same group spans through warden's translation and engines as through
 //!   fancy-regex running the untranslated pattern. Haystacks embed a string generated from
 //!   the pattern, so most of them match.
+//! - The same generated cases, in one deterministic batch, give the same match and the
+//!   same group spans as Python's `re` itself, the dialect's reference.
 //! - The parser and compiler never panic, whatever the input.
 //! - Lines up to 1 MiB built to make backtracking explode stop at the backtrack limit,
 //!   which is counted; the answer is "no match".
@@ -13,6 +15,7 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 use warden::filter::engine::{MatchStats, PatternList};
 use warden::filter::translate::{self, TranslateOptions};
 use warden::filter::{Filter, FilterSpec, FilterState, LineResult};
@@ -242,8 +245,17 @@ fn fancy_spans(pattern: &str, hay: &str) -> Option<Spans> {
     }))
 }
 
+/// The seed of the generated cases: fixed, so that a run is reproducible (CI sees the same
+/// cases every time); `PROPTEST_RNG_SEED` picks other cases for a local exploration.
+fn seed() -> RngSeed {
+    match ProptestConfig::default().rng_seed {
+        RngSeed::Random => RngSeed::Fixed(0x5eed_f11e_7e57),
+        chosen => chosen,
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, rng_seed: seed(), ..ProptestConfig::default() })]
 
     #[test]
     fn translation_agrees_with_fancy_regex(p in top(), pre in noise(), post in noise(), sample_it in prop::bool::weighted(0.8)) {
@@ -269,6 +281,130 @@ proptest! {
         }
         let _ = Filter::compile(&FilterSpec { failregex: vec![s.clone()], ..FilterSpec::default() });
     }
+}
+
+/// Python's `re` on a batch of (pattern, haystack) cases: per case the spans of every group
+/// of the first match (`Some(None)`: no match), or `None` when Python refuses the pattern.
+fn python_spans(cases: &[(String, String)]) -> Vec<Option<Spans>> {
+    const SCRIPT: &str = r#"
+import json, re, sys
+out = []
+for pattern, hay in json.load(sys.stdin):
+    try:
+        r = re.compile(pattern)
+    except (re.error, RecursionError, OverflowError):
+        out.append(None)
+        continue
+    m = r.search(hay)
+    out.append([None if m is None else [None if m.span(i) == (-1, -1) else list(m.span(i)) for i in range(r.groups + 1)]])
+json.dump(out, sys.stdout)
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("running python3");
+    serde_json::to_writer(child.stdin.take().unwrap(), cases).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python3 failed");
+    // Per case: null (refused) or a one-element list holding the spans or null.
+    let v: Vec<Option<[Spans; 1]>> = serde_json::from_slice(&out.stdout).unwrap();
+    v.into_iter().map(|c| c.map(|[m]| m)).collect()
+}
+
+/// The generated cases against Python's `re` (the reference fancy-regex stands in for in
+/// the property above): one deterministic batch, one Python process. Haystacks are ASCII,
+/// where warden's ASCII classes and Python's Unicode ones agree.
+#[test]
+fn translation_agrees_with_python_re() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, TestRng, TestRunner};
+    let RngSeed::Fixed(seed) = seed() else {
+        unreachable!("the seed is fixed")
+    };
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let rng = TestRng::from_seed(proptest::test_runner::RngAlgorithm::ChaCha, &bytes);
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+    let strategy = (top(), noise(), noise(), prop::bool::weighted(0.8));
+    let n = 2000;
+    let cases: Vec<(String, String)> = (0..n)
+        .map(|_| {
+            let (p, pre, post, sample_it) = strategy.new_tree(&mut runner).unwrap().current();
+            let (pattern, sample) = p.render(&mut Render {
+                next_group: 0,
+                closed: Vec::new(),
+            });
+            let hay = if sample_it {
+                format!("{pre}{sample}{post}")
+            } else {
+                format!("{pre}{post}")
+            };
+            (pattern, hay)
+        })
+        .collect();
+    let theirs = python_spans(&cases);
+    let (mut compared, mut matched) = (0, 0);
+    let mut disagreements = Vec::new();
+    for ((pattern, hay), theirs) in cases.iter().zip(theirs) {
+        let (Some(ours), Some(theirs)) = (warden_spans(pattern, hay), theirs) else {
+            continue;
+        };
+        compared += 1;
+        matched += usize::from(theirs.is_some());
+        if ours != theirs {
+            disagreements.push(format!(
+                "pattern {pattern:?} on {hay:?}: warden {ours:?}, python {theirs:?}"
+            ));
+        }
+    }
+    println!("generated {n}, compared with Python {compared}, matched {matched}");
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+    assert!(compared * 10 > n * 8, "{compared} of {n} compared");
+    assert!(
+        matched * 5 > compared * 2,
+        "{matched} of {compared} matched"
+    );
+}
+
+/// The case that once set the two engines apart: an empty-width group inside an optional
+/// group. Python leaves the group unset where the assertion fails and sets it (empty)
+/// where it holds.
+#[test]
+fn optional_empty_width_group_agrees_with_python() {
+    let cases: Vec<(String, String)> = ["", " ", "a", "a b", "-"]
+        .iter()
+        .flat_map(|h| {
+            [
+                r"(?:(\b))?",
+                r"(?:(\b))*",
+                r"(?:(\b))??",
+                r"(?:(\B))?(.)",
+                r"(?:(?=a)(\b))?a",
+            ]
+            .iter()
+            .map(move |p| (p.to_string(), h.to_string()))
+        })
+        .collect();
+    let theirs = python_spans(&cases);
+    for ((pattern, hay), theirs) in cases.iter().zip(theirs) {
+        let theirs = theirs.expect("python compiles the pattern");
+        assert_eq!(
+            warden_spans(pattern, hay),
+            Some(theirs),
+            "pattern {pattern:?} on {hay:?}"
+        );
+    }
+    assert_eq!(
+        warden_spans(r"(?:(\b))?", ""),
+        Some(Some(vec![Some((0, 0)), None]))
+    );
 }
 
 /// Patterns that backtrack exponentially on a long run of `a`; each also has a fallback

@@ -20,8 +20,8 @@ use super::native::NativeMatch;
 use super::native::YearRange;
 use super::pattern::LINE_BEGIN;
 use super::template::{
-    Found, Hit, Matcher, Template, contains_date_keyword, date_templates, default_templates,
-    none_template, pattern_template,
+    Found, Hit, Template, contains_date_keyword, date_templates, default_templates, none_template,
+    pattern_template,
 };
 
 /// A date found in a line.
@@ -318,29 +318,32 @@ impl DateDetector {
         if span.is_empty() {
             return Some(unparsed(span));
         }
-        let text = &line[span.clone()];
         let second = now.as_second();
-        // A native date depends on its text and the current second only: bursts of lines
-        // stamped with the same second reuse the last result.
-        let native = matches!(self.templates[template].matcher, Matcher::Native { .. });
-        let time = if native
-            && self.memo.template == template
-            && self.memo.second == second
-            && self.memo.text == text
-        {
-            self.memo.time
-        } else {
-            let civil_now = self.civil_now(now);
-            let time = self.templates[template].value(line, &hit, &civil_now, &mut self.zone);
-            if native {
-                self.memo.template = template;
-                self.memo.second = second;
-                self.memo.text.clear();
-                self.memo.text.push_str(text);
-                self.memo.time = time;
+        // A date depends on the text of its fields and the current second only: bursts of
+        // lines stamped with the same second reuse the last result.
+        let key = self.templates[template].value_text(line, &hit);
+        let time = match key {
+            Some(text)
+                if self.memo.template == template
+                    && self.memo.second == second
+                    && self.memo.text == text =>
+            {
+                self.memo.time
             }
-            time
+            _ => {
+                let civil_now = self.civil_now(now);
+                let time = self.templates[template].value(line, &hit, &civil_now, &mut self.zone);
+                if let Some(text) = key {
+                    self.memo.template = template;
+                    self.memo.second = second;
+                    self.memo.text.clear();
+                    self.memo.text.push_str(text);
+                    self.memo.time = time;
+                }
+                time
+            }
         };
+        self.templates[template].recycle(hit);
         match time {
             Some(time) => Some(DateMatch {
                 time,
@@ -404,7 +407,7 @@ impl DateDetector {
                 start: m.start,
                 end: m.group.end,
                 group: Some(m.group.clone()),
-                found: Found::Native(m.clone()),
+                found: Found::Native(Box::new(m.clone())),
             });
         }
         let hit = self.search(template, line, 0, line.len());
@@ -422,6 +425,8 @@ impl DateDetector {
     /// fail2ban's `matchTime`: the winning template (stable index) and its match.
     fn match_time<'t>(&mut self, line: &'t str, now: Timestamp) -> Option<(usize, Hit<'t>)> {
         self.starts_valid = false;
+        // Offsets are Python's, in characters; in an ASCII stretch they are byte offsets.
+        let ascii = ascii_prefix(line);
         let n = self.order.len();
         let mut best: Option<(Hit<'t>, usize, usize)> = None; // hit, distance, index
         let mut winner: Option<(Hit<'t>, usize)> = None;
@@ -433,17 +438,17 @@ impl DateDetector {
             let hit = if anchored {
                 skip = i;
                 self.search_line_start(template, line)
-            } else if self.same_surroundings(line) {
-                let pos = byte_of_char(line, self.last_start.at);
-                let end = byte_of_char(line, self.last_end.at);
+            } else if self.same_surroundings(line, ascii) {
+                let pos = byte_of_char(line, self.last_start.at, ascii);
+                let end = byte_of_char(line, self.last_end.at, ascii);
                 self.search(template, line, pos, end)
             } else {
                 skip = i;
                 self.search(template, line, 0, line.len())
             };
             if let Some(hit) = hit {
-                let start = char_index(line, hit.start);
-                let end = char_index(line, hit.end);
+                let start = char_index(line, hit.start, ascii);
+                let end = char_index(line, hit.end, ascii);
                 if n == 1 || anchored || (start == self.last_start.at && end == self.last_end.at) {
                     winner = Some((hit, i));
                 } else {
@@ -463,7 +468,7 @@ impl DateDetector {
                 }
                 let template = self.order[i].template;
                 if let Some(hit) = self.search(template, line, 0, line.len()) {
-                    let distance = char_index(line, hit.start);
+                    let distance = char_index(line, hit.start, ascii);
                     if i + 1 >= n || self.templates[template].anchored() {
                         winner = Some((hit, i));
                         break;
@@ -497,8 +502,8 @@ impl DateDetector {
         }
 
         let (hit, mut i) = winner?;
-        let start = char_index(line, hit.start);
-        let end = char_index(line, hit.end);
+        let start = char_index(line, hit.start, ascii);
+        let end = char_index(line, hit.end, ascii);
         let entry = &mut self.order[i];
         entry.hits += 1;
         entry.last_used = now.as_duration().as_secs_f64();
@@ -509,17 +514,17 @@ impl DateDetector {
         }
         self.last_start = Edge {
             at: start,
-            before: start.checked_sub(1).and_then(|p| char_at(line, p)),
-            after: char_at(line, start),
+            before: start.checked_sub(1).and_then(|p| char_at(line, p, ascii)),
+            after: char_at(line, start, ascii),
         };
         self.last_end = Edge {
             at: end,
             // At offset 0 fail2ban reads `line[-1]`: the last character.
             before: match end.checked_sub(1) {
-                Some(p) => char_at(line, p),
+                Some(p) => char_at(line, p, ascii),
                 None => line.chars().next_back(),
             },
-            after: char_at(line, end),
+            after: char_at(line, end, ascii),
         };
         if i != 0 && Some(i) != self.last_index {
             i = self.reorder(i);
@@ -530,14 +535,14 @@ impl DateDetector {
 
     /// Whether the characters around the previous date's place still look like a date's
     /// surroundings in this line, so that the search can stay inside that stretch.
-    fn same_surroundings(&self, line: &str) -> bool {
+    fn same_surroundings(&self, line: &str, ascii: usize) -> bool {
         let s = self.last_start;
         let e = self.last_end;
         let not_alnum = |c: Option<char>| !c.is_some_and(char::is_alphanumeric);
-        let start_ok = s.at.checked_sub(1).and_then(|p| char_at(line, p)) == s.before
-            || (char_at(line, s.at) == s.after && not_alnum(s.after));
-        let end_ok = char_at(line, e.at) == e.after
-            || (e.at.checked_sub(1).and_then(|p| char_at(line, p)) == e.before
+        let start_ok = s.at.checked_sub(1).and_then(|p| char_at(line, p, ascii)) == s.before
+            || (char_at(line, s.at, ascii) == s.after && not_alnum(s.after));
+        let end_ok = char_at(line, e.at, ascii) == e.after
+            || (e.at.checked_sub(1).and_then(|p| char_at(line, p, ascii)) == e.before
                 && not_alnum(e.before));
         start_ok && end_ok
     }
@@ -579,17 +584,28 @@ impl DateDetector {
     }
 }
 
-/// The character at character index `i`.
-fn char_at(line: &str, i: usize) -> Option<char> {
+/// The length of the line's start that is known to be ASCII (one cheap check of up to 64
+/// bytes): offsets below it are byte and character offsets alike.
+fn ascii_prefix(line: &str) -> usize {
     let b = line.as_bytes();
-    if i < b.len() && b[..=i].is_ascii() {
+    let n = b.len().min(64);
+    if b[..n].is_ascii() { n } else { 0 }
+}
+
+/// The character at character index `i`; `ascii` is [`ascii_prefix`].
+fn char_at(line: &str, i: usize, ascii: usize) -> Option<char> {
+    let b = line.as_bytes();
+    if i < ascii || (i < b.len() && b[..=i].is_ascii()) {
         return Some(char::from(b[i]));
     }
     line.chars().nth(i)
 }
 
 /// Byte offset of character index `i`, clamped to the line's end.
-fn byte_of_char(line: &str, i: usize) -> usize {
+fn byte_of_char(line: &str, i: usize, ascii: usize) -> usize {
+    if i < ascii {
+        return i;
+    }
     if i >= line.len() {
         return if line.is_ascii() {
             line.len()
@@ -604,7 +620,10 @@ fn byte_of_char(line: &str, i: usize) -> usize {
 }
 
 /// Character index of byte offset `b` (a character boundary).
-fn char_index(line: &str, b: usize) -> usize {
+fn char_index(line: &str, b: usize, ascii: usize) -> usize {
+    if b <= ascii {
+        return b;
+    }
     let prefix = &line.as_bytes()[..b];
     if prefix.is_ascii() {
         b

@@ -290,6 +290,7 @@ const LINE_BEGIN_PREFIX: &str = r"^(?:\W{0,2})?";
 /// they become two half word-boundaries: no lookahead, and the regex stays on the fast
 /// engine.
 const WORD_BOUND: &str = r"(?:\b{start-half}|\b{end-half})";
+const PCRE_WORD_BOUND: &str = r"(?:(?<!\w)|(?!\w))";
 
 /// A regex with fail2ban's boundaries applied: the regex and its flags.
 #[derive(Debug, Clone)]
@@ -438,6 +439,17 @@ pub(crate) fn expand_epoch_pattern(pattern: &str, long: bool) -> Expanded {
 /// set operator inside a class, a `{` that is no repetition, and `(?(name)…)`
 /// conditionals; fail2ban's boundary lookaheads become half word-boundaries.
 pub(crate) fn python_to_fancy(py: &str) -> String {
+    python_to(py, false)
+}
+
+/// [`python_to_fancy`] for PCRE2, which has no half word-boundaries (each is spelt as the
+/// lookaround it stands for) and no `u` flag (Unicode is what UCP mode gives).
+fn python_to_pcre(py: &str) -> String {
+    python_to(py, true)
+}
+
+fn python_to(py: &str, pcre: bool) -> String {
+    let word_bound = if pcre { PCRE_WORD_BOUND } else { WORD_BOUND };
     let c: Vec<char> = py.chars().collect();
     let mut out = String::with_capacity(py.len() + 8);
     let mut i = 0;
@@ -450,7 +462,7 @@ pub(crate) fn python_to_fancy(py: &str) -> String {
     while i < c.len() {
         let ch = c[i];
         if !in_class && let Some(b) = [PY_WORD_BEGIN, PY_WORD_END].iter().find(|b| at(i, b)) {
-            out.push_str(WORD_BOUND);
+            out.push_str(word_bound);
             i += b.chars().count();
             continue;
         }
@@ -484,6 +496,29 @@ pub(crate) fn python_to_fancy(py: &str) -> String {
             continue;
         }
         match ch {
+            '(' if pcre && c.get(i + 1) == Some(&'?') => {
+                // Inline flags, `(?iu)` or `(?u:...)`: Python's `u` goes.
+                let flags = c[i + 2..]
+                    .iter()
+                    .take_while(|x| x.is_ascii_alphabetic())
+                    .count();
+                let end = c.get(i + 2 + flags);
+                if flags > 0 && matches!(end, Some(')' | ':' | '-')) {
+                    let kept: String = c[i + 2..i + 2 + flags]
+                        .iter()
+                        .filter(|x| **x != 'u')
+                        .collect();
+                    i += 2 + flags;
+                    if kept.is_empty() && end == Some(&')') {
+                        i += 1;
+                    } else {
+                        out.push_str("(?");
+                        out.push_str(&kept);
+                    }
+                    continue;
+                }
+                out.push(ch);
+            }
             '[' => {
                 in_class = true;
                 out.push('[');
@@ -553,16 +588,34 @@ fn repetition(c: &[char]) -> Option<(String, usize)> {
     Some((text, close + 1))
 }
 
-/// A compiled custom template.
-#[derive(Debug, Clone)]
+/// A compiled custom template. PCRE2 (JIT-compiled where the platform allows) runs it when
+/// it takes the pattern; fancy-regex, the reference, otherwise or when PCRE2 gives up.
+#[derive(Debug)]
 pub(crate) struct RegexTemplate {
     re: fancy_regex::Regex,
+    pcre: Option<pcre2::bytes::Regex>,
+    /// PCRE2 match memory for the next search, given back by [`RegexTemplate::recycle`]
+    /// once a match has been read: allocating it costs more than a typical search.
+    spare: Option<pcre2::bytes::CaptureLocations>,
     /// Capture index and field of each named group that holds a date field, in order.
     keys: Vec<(usize, Key)>,
     /// Capture index of `%p`, if the pattern has one.
     ampm: Option<usize>,
     /// For `{EPOCH}` patterns: whether milliseconds are allowed (`{LEPOCH}`).
     epoch: Option<bool>,
+}
+
+impl Clone for RegexTemplate {
+    fn clone(&self) -> Self {
+        RegexTemplate {
+            re: self.re.clone(),
+            pcre: self.pcre.clone(),
+            spare: None,
+            keys: self.keys.clone(),
+            ampm: self.ampm,
+            epoch: self.epoch,
+        }
+    }
 }
 
 /// A match of a custom template.
@@ -572,7 +625,33 @@ pub(crate) struct RegexMatch<'t> {
     pub end: usize,
     /// Capture group 1, `None` when it did not take part in the match.
     pub group: Option<std::ops::Range<usize>>,
-    caps: fancy_regex::Captures<'t, str>,
+    caps: Caps<'t>,
+}
+
+/// The groups of a match, from whichever engine found it.
+#[derive(Debug)]
+enum Caps<'t> {
+    Fancy(fancy_regex::Captures<'t, str>),
+    Pcre {
+        line: &'t str,
+        locs: pcre2::bytes::CaptureLocations,
+    },
+}
+
+impl<'t> Caps<'t> {
+    fn get(&self, i: usize) -> Option<&'t str> {
+        match self {
+            Caps::Fancy(c) => c.get(i).map(|m| m.as_str()),
+            Caps::Pcre { line, locs } => locs.get(i).and_then(|(s, e)| line.get(s..e)),
+        }
+    }
+
+    fn span(&self, i: usize) -> Option<std::ops::Range<usize>> {
+        match self {
+            Caps::Fancy(c) => c.get(i).map(|m| m.range()),
+            Caps::Pcre { locs, .. } => locs.get(i).map(|(s, e)| s..e),
+        }
+    }
 }
 
 /// Backtracking limit per search; a line that needs more is taken as having no date.
@@ -609,8 +688,28 @@ impl RegexTemplate {
             }
             keys.push((i, key));
         }
+        // Python's classes are Unicode, as fancy-regex's are by default.
+        let pcre = pcre2::bytes::RegexBuilder::new()
+            .utf(true)
+            .ucp(true)
+            .jit_if_available(true)
+            .build(&format!(
+                "(*LIMIT_MATCH={BACKTRACK_LIMIT}){}",
+                python_to_pcre(regex)
+            ))
+            .ok()
+            // Only with the very same groups (the date fields are read by index).
+            .filter(|p| {
+                p.capture_names().len() == re.captures_len()
+                    && p.capture_names()
+                        .iter()
+                        .map(|n| n.as_deref())
+                        .eq(re.capture_names())
+            });
         Ok(RegexTemplate {
             re,
+            pcre,
+            spare: None,
             keys,
             ampm,
             epoch,
@@ -619,27 +718,76 @@ impl RegexTemplate {
 
     /// Python's `search(line, pos, endpos)`; see [`super::native::Program::search`].
     pub(crate) fn search<'t>(
-        &self,
+        &mut self,
         line: &'t str,
         pos: usize,
         endpos: usize,
     ) -> Option<RegexMatch<'t>> {
-        let caps = match self.re.captures_from_pos(&line[..endpos], pos) {
-            Ok(Some(c)) => c,
-            Ok(None) => return None,
-            Err(err) => {
-                tracing::trace!(%err, "Date pattern search gave up");
-                return None;
-            }
+        let caps = match self.search_pcre(line, pos, endpos) {
+            Some(found) => found?,
+            None => match self.re.captures_from_pos(&line[..endpos], pos) {
+                Ok(Some(c)) => Caps::Fancy(c),
+                Ok(None) => return None,
+                Err(err) => {
+                    tracing::trace!(%err, "Date pattern search gave up");
+                    return None;
+                }
+            },
         };
-        let whole = caps.get(0)?;
-        let group = caps.get(1).map(|m| m.range());
+        let whole = caps.span(0)?;
+        let group = caps.span(1);
         Some(RegexMatch {
-            start: whole.start(),
-            end: whole.end(),
+            start: whole.start,
+            end: whole.end,
             group,
             caps,
         })
+    }
+
+    /// The search on PCRE2: None when there is no PCRE2 form or PCRE2 gave up (match
+    /// limit), else its answer.
+    fn search_pcre<'t>(
+        &mut self,
+        line: &'t str,
+        pos: usize,
+        endpos: usize,
+    ) -> Option<Option<Caps<'t>>> {
+        let re = self.pcre.as_ref()?;
+        let mut locs = self.spare.take().unwrap_or_else(|| re.capture_locations());
+        match re.captures_read_at(&mut locs, &line.as_bytes()[..endpos], pos) {
+            Ok(Some(_)) => Some(Some(Caps::Pcre { line, locs })),
+            Ok(None) => {
+                self.spare = Some(locs);
+                Some(None)
+            }
+            Err(err) => {
+                tracing::trace!(%err, "Date pattern search on PCRE2 gave up");
+                None
+            }
+        }
+    }
+
+    /// Takes back a match's PCRE2 memory for the next search.
+    pub(crate) fn recycle(&mut self, m: RegexMatch<'_>) {
+        if let Caps::Pcre { locs, .. } = m.caps {
+            self.spare = Some(locs);
+        }
+    }
+
+    /// The part of the line a match's time depends on: from the first to the last group
+    /// that holds a date field (for an epoch pattern, the number).
+    pub(crate) fn value_span(&self, m: &RegexMatch<'_>) -> std::ops::Range<usize> {
+        if self.epoch.is_some() {
+            return m.caps.span(2).unwrap_or(m.start..m.start);
+        }
+        let mut span: Option<std::ops::Range<usize>> = None;
+        for r in self.keys.iter().filter_map(|(i, _)| m.caps.span(*i)) {
+            span = Some(match span {
+                None => r,
+                Some(s) => s.start.min(r.start)..s.end.max(r.end),
+            });
+        }
+        span.unwrap_or(m.start..m.start)
     }
 
     /// The time of a match.
@@ -650,7 +798,7 @@ impl RegexTemplate {
         zone: &mut super::fields::LocalZone,
     ) -> Option<jiff::Timestamp> {
         if let Some(long) = self.epoch {
-            let text = m.caps.get(2)?.as_str();
+            let text = m.caps.get(2)?;
             let kind = if long {
                 super::defaults::Value::LongEpoch
             } else {
@@ -661,8 +809,8 @@ impl RegexTemplate {
         let caps = self
             .keys
             .iter()
-            .filter_map(|(i, key)| m.caps.get(*i).map(|c| (*key, c.as_str())));
-        let ampm = self.ampm.map(|i| m.caps.get(i).map(|c| c.as_str()));
+            .filter_map(|(i, key)| m.caps.get(*i).map(|c| (*key, c)));
+        let ampm = self.ampm.map(|i| m.caps.get(i));
         super::fields::Fields::from_captures(caps, ampm).resolve(now, zone)
     }
 }
@@ -779,6 +927,7 @@ mod tests {
         assert_eq!(python_to_fancy(r"(?(1)x)"), r"(?(1)x)");
         assert_eq!(python_to_fancy(r"[a&&b]"), r"[a&\&b]");
         assert_eq!(python_to_fancy(r"\d{10,11}"), r"\d{10,11}");
+        assert_eq!(python_to_pcre(r"(?iu)a(?u)b(?u:c)"), r"(?i)ab(?:c)");
     }
 
     #[test]
@@ -793,7 +942,7 @@ mod tests {
     #[test]
     fn compiled_search_uses_group_one_and_fields() {
         let e = exp(r"^%Y:%m:%d-%H:%M:%S");
-        let t = RegexTemplate::compile("p", &e.regex, None).unwrap();
+        let mut t = RegexTemplate::compile("p", &e.regex, None).unwrap();
         let line = "2005:08:14-10:00:00: x";
         let m = t.search(line, 0, line.len()).unwrap();
         assert_eq!(m.group, Some(0..19));
@@ -804,6 +953,51 @@ mod tests {
         assert_eq!(ts.as_second(), 1_124_013_600);
         // `^` holds only at the line start, also when searching from further on.
         assert!(t.search(line, 1, line.len()).is_none());
+    }
+
+    #[test]
+    fn custom_templates_run_on_pcre2_and_agree_with_fancy_regex() {
+        let lines = [
+            "192.0.2.1 - - [02/Mar/2026:10:11:12 +0000] \"GET / HTTP/1.1\" 200 1",
+            "2026-03-02 10:11:12 host x",
+            "2026/03/02 10:11:12.123 x",
+            "x 2026.03-02 10:11:12",
+            "[02-Mar-2026 10:11:12] y",
+            "no date here",
+            "épée 2026-03-02T10:11:12Z é",
+        ];
+        for p in [
+            r"^[^\[]*\[(%d(?P<_sep>[-/])%b(?P=_sep)%ExY[ :]?%H:%M:%S(?:\.%f)?(?: %z)?)",
+            r"{^LN-BEG}%ExY(?P<_sep>[-/.])%m(?P=_sep)%d[T ]%H:%M:%S(?:[.,]%f)?(?:\s*%z)?",
+            "%Y-%m-%dT%H:%M:%S%z",
+            "%H:%M:%S",
+        ] {
+            let e = exp(p);
+            let mut t = RegexTemplate::compile(p, &e.regex, None).unwrap();
+            assert!(t.pcre.is_some(), "{p}: {}", python_to_pcre(&e.regex));
+            let mut fancy = RegexTemplate {
+                pcre: None,
+                ..t.clone()
+            };
+            for line in lines {
+                for pos in [0, 1, 3] {
+                    if !line.is_char_boundary(pos) {
+                        continue;
+                    }
+                    let a = t.search(line, pos, line.len());
+                    let b = fancy.search(line, pos, line.len());
+                    let key = |m: &Option<RegexMatch>| {
+                        m.as_ref().map(|m| {
+                            let fields: Vec<Option<String>> = (0..t.re.captures_len())
+                                .map(|i| m.caps.get(i).map(str::to_string))
+                                .collect();
+                            (m.start, m.end, m.group.clone(), fields)
+                        })
+                    };
+                    assert_eq!(key(&a), key(&b), "{p} on {line:?} from {pos}");
+                }
+            }
+        }
     }
 
     #[test]

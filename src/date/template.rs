@@ -18,7 +18,7 @@ pub(crate) enum Matcher {
     /// A native recogniser.
     Native { program: Program, value: Value },
     /// A custom pattern.
-    Regex(RegexTemplate),
+    Regex(Box<RegexTemplate>),
     /// `{NONE}`: an empty match at the line start.
     Empty,
 }
@@ -36,8 +36,10 @@ pub(crate) struct Template {
 /// What a template found.
 #[derive(Debug)]
 pub(crate) enum Found<'t> {
-    Native(NativeMatch),
-    Regex(RegexMatch<'t>),
+    // Boxed: hits move through the detector's search several times per line, and an
+    // unboxed match makes each move a copy of a few hundred bytes.
+    Native(Box<NativeMatch>),
+    Regex(Box<RegexMatch<'t>>),
     Empty,
 }
 
@@ -66,7 +68,7 @@ impl Template {
     /// Python's `search(line, pos, endpos)` for this template (byte offsets on character
     /// boundaries).
     pub(crate) fn search<'t>(
-        &self,
+        &mut self,
         line: &'t str,
         pos: usize,
         endpos: usize,
@@ -75,20 +77,20 @@ impl Template {
         if pos > endpos {
             return None;
         }
-        match &self.matcher {
+        match &mut self.matcher {
             Matcher::Native { program, .. } => {
                 program.search_in(line, pos, endpos, starts).map(|m| Hit {
                     start: m.start,
                     end: m.group.end,
                     group: Some(m.group.clone()),
-                    found: Found::Native(m),
+                    found: Found::Native(Box::new(m)),
                 })
             }
             Matcher::Regex(re) => re.search(line, pos, endpos).map(|m| Hit {
                 start: m.start,
                 end: m.end,
                 group: m.group.clone(),
-                found: Found::Regex(m),
+                found: Found::Regex(Box::new(m)),
             }),
             Matcher::Empty => (pos == 0).then_some(Hit {
                 start: 0,
@@ -96,6 +98,26 @@ impl Template {
                 group: Some(0..0),
                 found: Found::Empty,
             }),
+        }
+    }
+
+    /// The part of the line the time of a hit depends on (with the current second): two
+    /// hits of this template with the same text there stand for the same time.
+    pub(crate) fn value_text<'t>(&self, line: &'t str, hit: &Hit<'_>) -> Option<&'t str> {
+        match &hit.found {
+            Found::Native(m) => line.get(m.group.clone()),
+            Found::Regex(m) => match &self.matcher {
+                Matcher::Regex(re) => line.get(re.value_span(m)),
+                _ => None,
+            },
+            Found::Empty => None,
+        }
+    }
+
+    /// Done with a hit of this template: its search memory can serve the next search.
+    pub(crate) fn recycle(&mut self, hit: Hit<'_>) {
+        if let (Matcher::Regex(re), Found::Regex(m)) = (&mut self.matcher, hit.found) {
+            re.recycle(*m);
         }
     }
 
@@ -256,7 +278,7 @@ pub(crate) fn pattern_template(p: &str, years: YearRange) -> Result<Template, Da
                 name: e.name,
                 flags: e.flags,
                 weight: 1.0,
-                matcher: Matcher::Regex(re),
+                matcher: Matcher::Regex(Box::new(re)),
             });
         }
         let epoch = match key.as_str() {
@@ -303,7 +325,7 @@ pub(crate) fn pattern_template(p: &str, years: YearRange) -> Result<Template, Da
         name: e.name,
         flags: e.flags,
         weight: 1.0,
-        matcher: Matcher::Regex(re),
+        matcher: Matcher::Regex(Box::new(re)),
     })
 }
 
@@ -371,7 +393,7 @@ mod tests {
         assert_eq!(t[7].name, "{^LN-BEG}Epoch");
         assert_eq!(t[16].name, "{^LN-BEG}TAI64N");
         let line = "[31/Oct/2006:09:22:55 -0000] x";
-        let t = date_templates(r"^[^\[]*\[({DATE})", years()).unwrap();
+        let mut t = date_templates(r"^[^\[]*\[({DATE})", years()).unwrap();
         let hit = t[4].search(line, 0, line.len(), None).unwrap();
         assert_eq!(hit.group, Some(1..27));
     }

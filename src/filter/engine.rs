@@ -14,9 +14,11 @@
 use std::sync::OnceLock;
 
 use fancy_regex::{BytesMode, RegexBuilder};
+use regex_automata::Span;
 use regex_automata::meta;
 use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::util::captures::Captures;
+use regex_automata::util::prefilter::Prefilter;
 use regex_automata::{Anchored, Input, MatchKind, PatternSet};
 use regex_syntax::hir::Look;
 
@@ -131,6 +133,11 @@ pub struct PatternList {
     screens: Option<Automaton>,
     /// Every fast pattern and every fallback screen: a text it rejects matches nothing.
     any: Option<meta::Regex>,
+    /// Literals of which every match of every fast pattern and fallback screen contains
+    /// one (see [`required_literals`]): a text without any of them matches nothing, and a
+    /// literal search says so faster than the automaton, which must read the whole text
+    /// when a pattern is not anchored. None when a pattern has no such literals.
+    required: Option<Prefilter>,
     /// For each entry index, whether an unanchored fast pattern comes before it.
     unanchored_before: Vec<bool>,
     /// Fallback entries without a screen (always run when in range).
@@ -266,6 +273,38 @@ impl PatternList {
                 .collect();
             automaton(&all, &of, MatchKind::LeftmostFirst, false)?.map(|a| a.re)
         };
+        // Start-anchored patterns fail within a few bytes on the automaton; the literal
+        // screen pays off when one is not anchored.
+        let anchored = entries.iter().all(|e| {
+            e.translation.start_anchored
+                || (e.translation.engine == Engine::Fallback
+                    && e.translation.screen.as_ref().is_some_and(|(_, h)| {
+                        h.properties()
+                            .look_set_prefix()
+                            .contains(regex_syntax::hir::Look::Start)
+                    }))
+        });
+        let required = if unscreened.is_empty() && !anchored {
+            let mut needles: Vec<Vec<u8>> = Vec::new();
+            let mut all = true;
+            for hir in fast_hirs.iter().chain(&screen_hirs) {
+                match required_literals(hir) {
+                    Some(lits) => needles.extend(lits),
+                    None => {
+                        all = false;
+                        break;
+                    }
+                }
+            }
+            needles.sort_unstable();
+            needles.dedup();
+            (all && !needles.is_empty() && needles.len() <= MAX_REQUIRED)
+                .then(|| Prefilter::new(MatchKind::LeftmostFirst, &needles))
+                .flatten()
+                .filter(Prefilter::is_fast)
+        } else {
+            None
+        };
         let mut unanchored_before = Vec::with_capacity(entries.len());
         let mut seen = false;
         for e in &entries {
@@ -283,6 +322,7 @@ impl PatternList {
             fast_all,
             screens,
             any,
+            required,
             unanchored_before,
             unscreened,
             fallback_indices,
@@ -343,6 +383,11 @@ impl PatternList {
     pub fn may_match(&self, scratch: &mut Scratch, hay: &[u8]) -> bool {
         if !self.unscreened.is_empty() {
             return true;
+        }
+        if let Some(pre) = &self.required
+            && pre.find(hay, Span::from(0..hay.len())).is_none()
+        {
+            return false;
         }
         match (&self.any, scratch.any.as_mut()) {
             (Some(re), Some(cache)) => re
@@ -649,6 +694,47 @@ impl PatternList {
     pub fn unicode(&self) -> bool {
         self.unicode
     }
+}
+
+/// The most literals a list's literal screen holds.
+const MAX_REQUIRED: usize = 128;
+/// The shortest literal worth a literal screen: shorter ones occur in most texts.
+const MIN_REQUIRED_LEN: usize = 3;
+
+/// Literals of which every match of `hir` contains one, the best of: its prefixes, its
+/// suffixes (both from `regex-syntax`'s extractor, which guarantees every match starts,
+/// resp. ends, with one of them when the set is finite), and each literal piece of its
+/// top-level sequence (which every match contains). Best is the set whose shortest
+/// literal is longest; None when none has literals of at least [`MIN_REQUIRED_LEN`] bytes.
+fn required_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::HirKind;
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let shortest = |lits: &[Vec<u8>]| lits.iter().map(Vec::len).min().unwrap_or(0);
+    let mut best: Option<Vec<Vec<u8>>> = None;
+    let mut consider = |lits: Vec<Vec<u8>>| {
+        let n = shortest(&lits);
+        if !lits.is_empty()
+            && lits.len() <= MAX_REQUIRED
+            && n >= MIN_REQUIRED_LEN
+            && best.as_ref().is_none_or(|b| n > shortest(b))
+        {
+            best = Some(lits);
+        }
+    };
+    for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
+        let seq = Extractor::new().kind(kind).extract(hir);
+        if let Some(lits) = seq.literals() {
+            consider(lits.iter().map(|l| l.as_bytes().to_vec()).collect());
+        }
+    }
+    if let HirKind::Concat(items) = hir.kind() {
+        for it in items {
+            if let HirKind::Literal(l) = it.kind() {
+                consider(vec![l.0.to_vec()]);
+            }
+        }
+    }
+    best
 }
 
 /// Finds where a prefregex's trailing `<F-CONTENT>.+</F-CONTENT>$` starts with one DFA

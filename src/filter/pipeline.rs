@@ -477,10 +477,57 @@ fn truthy(v: Option<&Option<Value>>) -> bool {
     matches!(v, Some(Some(x)) if x.truthy())
 }
 
+/// A failure's named groups. A match has a handful, so a vector searched by name beats a
+/// tree.
+#[derive(Debug, Clone, Default)]
+struct Groups(Vec<(Name, Option<Value>)>);
+
+impl Groups {
+    fn get(&self, k: &str) -> Option<&Option<Value>> {
+        self.0.iter().find(|(n, _)| &**n == k).map(|(_, v)| v)
+    }
+
+    /// Sets a group, replacing its value if it is there.
+    fn insert(&mut self, k: Name, v: Option<Value>) {
+        match self.0.iter_mut().find(|(n, _)| *n == k) {
+            Some(slot) => slot.1 = v,
+            None => self.0.push((k, v)),
+        }
+    }
+
+    fn remove(&mut self, k: &str) -> Option<Option<Value>> {
+        let i = self.0.iter().position(|(n, _)| &**n == k)?;
+        Some(self.0.remove(i).1)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Name, &Option<Value>)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// Adds `other`'s groups, its values winning.
+    fn extend(&mut self, other: Groups) {
+        for (k, v) in other.0 {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl IntoIterator for Groups {
+    type Item = (Name, Option<Value>);
+    type IntoIter = std::vec::IntoIter<(Name, Option<Value>)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
 /// fail2ban's failure dictionary: the regex groups plus the keys the pipeline adds.
 #[derive(Debug, Clone, Default)]
 struct FailData {
-    groups: BTreeMap<Name, Option<Value>>,
+    groups: Groups,
     users: Option<BTreeSet<String>>,
     matches: Option<Vec<BufLine>>,
     nofail_matches: Option<Vec<BufLine>>,
@@ -667,6 +714,9 @@ pub struct FilterState {
     /// them needs: id, regex, nofail, pending).
     details: bool,
     pre_scratch: Option<Scratch>,
+    /// What the content finder found in the current line's text, when the screen already
+    /// ran it (the full run then needs no second search).
+    known_content: Option<ContentStart>,
     fail_scratch: Scratch,
     ignore_scratch: Scratch,
     content_cache: Option<ContentCache>,
@@ -677,6 +727,7 @@ impl FilterState {
         FilterState {
             session_clock: SessionClock::LineTime,
             pre_scratch: filter.prefregex.as_ref().map(|p| p.list.scratch()),
+            known_content: None,
             content_cache: filter.content_finder.as_ref().map(ContentFinder::cache),
             fail_scratch: filter.failregex.list.scratch(),
             ignore_scratch: filter.ignoreregex.list.scratch(),
@@ -773,6 +824,7 @@ impl FilterState {
         self.ignore_hits.clear();
         self.consumed.clear();
         let mut text = std::mem::take(&mut self.quick_text);
+        self.known_content = None;
         if self.filter.maxlines == 1 {
             let result = if self.cannot_match(parts, &mut text) {
                 LineResult::Missed
@@ -826,7 +878,10 @@ impl FilterState {
         self.prefregex_matched = None;
         if let Some(pre) = &f.prefregex {
             match (&f.content_finder, self.content_cache.as_mut()) {
-                (Some(finder), Some(cache)) => match finder.find(cache, text.as_bytes()) {
+                (Some(finder), Some(cache)) => match *self
+                    .known_content
+                    .insert(finder.find(cache, text.as_bytes()))
+                {
                     ContentStart::NoMatch => {
                         self.prefregex_matched = Some(false);
                         return true;
@@ -873,6 +928,8 @@ impl FilterState {
     ) -> LineResult {
         let filter = self.filter.clone();
         let f = &*filter;
+        // The session cache's clock, read once for the line.
+        let session_now = self.session_now(time);
         let line = BufLine::new(parts, &mut self.join_buf);
         // The buffer as it was when the line arrived (matched lines are taken from it).
         let org_lines: Vec<BufLine>;
@@ -914,11 +971,16 @@ impl FilterState {
 
         // The prefregex's groups; `None` until a failregex match needs them when the
         // content was found without running a capture engine.
-        let mut pre_groups: Option<BTreeMap<Name, Option<Value>>> = Some(BTreeMap::new());
+        let mut pre_groups: Option<Groups> = Some(Groups::default());
         let mut content_start = None;
         if f.prefregex.is_some() {
-            let quick = match (&f.content_finder, self.content_cache.as_mut()) {
-                (Some(finder), Some(cache)) => finder.find(cache, text.as_bytes()),
+            let quick = match (
+                self.known_content.take(),
+                &f.content_finder,
+                self.content_cache.as_mut(),
+            ) {
+                (Some(known), _, _) => known,
+                (None, Some(finder), Some(cache)) => finder.find(cache, text.as_bytes()),
                 _ => ContentStart::Unknown,
             };
             match quick {
@@ -1056,11 +1118,10 @@ impl FilterState {
             // The session the failure belongs to, stored back when the line is done.
             let mut session: Option<(String, Keep)> = None;
             if let Some(key) = &mlfid {
-                let (merged, keep) =
-                    self.merge_failure(key, fail, &matched, self.session_now(time));
+                let (merged, keep) = self.merge_failure(key, fail, &matched, session_now);
                 fail = merged;
                 if truthy(fail.groups.get("nofail")) && !check_all {
-                    self.keep_session(key, keep, fail, self.session_now(time));
+                    self.keep_session(key, keep, fail, session_now);
                     return LineResult::Ignored {
                         ignoreregex: None,
                         failregex: Some(index),
@@ -1093,24 +1154,14 @@ impl FilterState {
                 match cidr_of(&fail, Cidr::V4) {
                     Some(c) => id_source = Some((Value::Str(ip4), c, true)),
                     None => {
-                        return self.end_session(
-                            session,
-                            fail,
-                            self.session_now(time),
-                            LineResult::Missed,
-                        );
+                        return self.end_session(session, fail, session_now, LineResult::Missed);
                     }
                 }
             } else if let Some(ip6) = fail.get_str("ip6") {
                 match cidr_of(&fail, Cidr::V6) {
                     Some(c) => id_source = Some((Value::Str(ip6), c, true)),
                     None => {
-                        return self.end_session(
-                            session,
-                            fail,
-                            self.session_now(time),
-                            LineResult::Missed,
-                        );
+                        return self.end_session(session, fail, session_now, LineResult::Missed);
                     }
                 }
             } else if let Some(dns) = fail.get_str("dns") {
@@ -1136,7 +1187,7 @@ impl FilterState {
                             ignoreregex: None,
                             failregex: Some(index),
                         };
-                        return self.end_session(session, fail, self.session_now(time), r);
+                        return self.end_session(session, fail, session_now, r);
                     }
                     ids.push((
                         Converted {
@@ -1168,7 +1219,7 @@ impl FilterState {
                             return self.end_session(
                                 session,
                                 fail,
-                                self.session_now(time),
+                                session_now,
                                 LineResult::Missed,
                             );
                         }
@@ -1204,7 +1255,7 @@ impl FilterState {
                 ));
             }
             if let Some((key, keep)) = session {
-                self.keep_session(&key, keep, fail, self.session_now(time));
+                self.keep_session(&key, keep, fail, session_now);
             }
             if !check_all {
                 break;
@@ -1224,10 +1275,7 @@ impl FilterState {
 
     /// The prefregex's groups on `text`, with the span of its content group.
     #[allow(clippy::type_complexity)]
-    fn prefregex_groups(
-        &mut self,
-        text: &str,
-    ) -> Option<(BTreeMap<Name, Option<Value>>, Option<(usize, usize)>)> {
+    fn prefregex_groups(&mut self, text: &str) -> Option<(Groups, Option<(usize, usize)>)> {
         let filter = self.filter.clone();
         let pre = filter.prefregex.as_ref()?;
         let scratch = self.pre_scratch.as_mut()?;
@@ -1493,8 +1541,8 @@ fn make_failure(
 }
 
 /// Named groups of a hit, with fail2ban's `alt_*` and `tuple_*` handling.
-fn groups_of(hit: &Hit, meta: &RegexMeta, text: &str) -> BTreeMap<Name, Option<Value>> {
-    let mut g: BTreeMap<Name, Option<Value>> = BTreeMap::new();
+fn groups_of(hit: &Hit, meta: &RegexMeta, text: &str) -> Groups {
+    let mut g = Groups(Vec::with_capacity(meta.names.len() + meta.alts.len()));
     for (i, name) in meta.names.iter().enumerate() {
         if let Some(name) = name {
             let v = hit.groups.get(i).copied().flatten().map(|(s, e)| {
@@ -1504,7 +1552,8 @@ fn groups_of(hit: &Hit, meta: &RegexMeta, text: &str) -> BTreeMap<Name, Option<V
                     None => String::from_utf8_lossy(&text.as_bytes()[s..e]).into_owned(),
                 })
             });
-            g.insert(name.clone(), v);
+            // Names are distinct within a regex.
+            g.0.push((name.clone(), v));
         }
     }
     for (k, n) in &meta.alts {

@@ -99,7 +99,15 @@ impl LineProcessor {
                 };
                 if m.parsed {
                     time = Some(m.time);
-                    self.last = Some((m.time, line[m.span].to_string()));
+                    // The text is kept in the same memory from line to line.
+                    match &mut self.last {
+                        Some((t, text)) => {
+                            *t = m.time;
+                            text.clear();
+                            text.push_str(&line[m.span]);
+                        }
+                        None => self.last = Some((m.time, line[m.span].to_string())),
+                    }
                 }
             }
             Some(m) => {

@@ -616,13 +616,30 @@ impl Emitter<'_> {
                 max,
                 mode,
             } if zero_width(body) => {
-                // fancy-regex refuses to repeat an assertion. Repeating one is asserting it
-                // once, or not at all when it may be skipped.
-                let _ = (max, mode);
-                if *min == 0 {
-                    self.out.push_str("(?:)");
-                } else {
+                // Repeating an empty-width match is matching it once: Python ends a
+                // repetition at an empty iteration, which still sets the groups inside.
+                // fancy-regex refuses to repeat a lookaround, so an optional one is an
+                // alternation with the empty string, in the order the quantifier prefers;
+                // its groups stay in the pattern, unset when the empty branch is taken.
+                if *min > 0 {
                     self.node(body);
+                } else if *max == Some(0) {
+                    // Never tried: a branch that cannot match, before the empty one.
+                    self.out.push_str("(?:[^\\s\\S]");
+                    self.group_body(body);
+                    self.out.push_str("|)");
+                } else {
+                    let atomic = *mode == RepeatMode::Possessive
+                        && matches!(self.dialect, Dialect::Fancy | Dialect::Pcre);
+                    self.out.push_str(if atomic { "(?>" } else { "(?:" });
+                    if *mode == RepeatMode::Lazy {
+                        self.out.push('|');
+                        self.group_body(body);
+                    } else {
+                        self.group_body(body);
+                        self.out.push('|');
+                    }
+                    self.out.push(')');
                 }
             }
             Node::Repeat {
@@ -1052,13 +1069,46 @@ mod tests {
         assert!(u.pcre.is_none(), "no ASCII scope in PCRE2's Unicode mode");
     }
 
+    /// An optional empty-width match keeps its groups: set when it matched, unset when it
+    /// was skipped (Python: `re.match(r'(?:(\b))?', '')` leaves group 1 unset, on `'a'` it
+    /// is `(0, 0)`).
+    #[test]
+    fn optional_empty_width_groups_stay() {
+        let tr = t(r"(?:(\b))?");
+        assert_eq!(tr.engine, Engine::Fast);
+        assert_eq!(tr.fast.as_ref().unwrap().0, r"(?:(?:(\b))|)");
+        assert_eq!(tr.pcre.as_ref().unwrap().pattern, r"(?:(?:(\b))|)");
+        assert_eq!(t(r"(?:(\b))*?").fancy, r"(?:|(?:(\b)))");
+        let list =
+            super::super::engine::PatternList::compile(vec![tr, t(r"(?:(\b))?(a)")], false, 1000)
+                .unwrap();
+        let mut stats = super::super::engine::MatchStats::default();
+        let all = |hay: &str, stats: &mut _| {
+            list.search_all(hay.as_bytes(), stats)
+                .into_iter()
+                .map(|h| h.groups)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(all("", &mut stats), vec![vec![Some((0, 0)), None]]);
+        assert_eq!(
+            all("a", &mut stats),
+            vec![
+                vec![Some((0, 0)), Some((0, 0))],
+                vec![Some((0, 1)), Some((0, 0)), Some((0, 1))]
+            ]
+        );
+        assert_eq!(all(" ", &mut stats), vec![vec![Some((0, 0)), None]]);
+    }
+
     #[test]
     fn fancy_forms() {
         assert_eq!(t(r"(a)\1").fancy, r"(a)(?:\k<1>)");
         assert_eq!(t("(?P<x>a)?(?(x)b)").fancy, "(?P<x>a)?(?(1)b|(?:))");
         assert_eq!(t("a*+").fancy, "a*+");
         assert_eq!(t("(?<=a)b$").fancy, r"(?<=a)b(?=\n?\z)");
-        assert_eq!(t("(?=a)*b(?!c)+").fancy, "(?:)b(?!c)");
+        assert_eq!(t("(?=a)*b(?!c)+").fancy, "(?:(?=a)|)b(?!c)");
+        assert_eq!(t("(?=a)??b(?!c){0}").fancy, r"(?:|(?=a))b(?:[^\s\S](?!c)|)");
+        assert_eq!(t("(?=a)?+").fancy, "(?>(?=a)|)");
         let tr = t(r"(?=x)[é\d]\w\b");
         assert!(tr.fancy_unicode);
         assert_eq!(tr.fancy, r"(?=x)[é[:digit:]][[:word:]]\b");

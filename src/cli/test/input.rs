@@ -62,16 +62,29 @@ impl LogInput {
 }
 
 fn emit(n: &mut u64, bytes: &[u8], line: &mut impl FnMut(u64, &str)) {
+    let bytes = &bytes[..content_len(bytes)];
+    match std::str::from_utf8(bytes) {
+        Ok(s) => emit_str(n, s, line),
+        Err(_) => {
+            *n += 1;
+            line(*n, &String::from_utf8_lossy(bytes))
+        }
+    }
+}
+
+/// A line already known to be text.
+fn emit_str(n: &mut u64, s: &str, line: &mut impl FnMut(u64, &str)) {
     *n += 1;
+    line(*n, &s[..content_len(s.as_bytes())]);
+}
+
+/// The length of a line without its trailing `\r` and `\n`.
+fn content_len(bytes: &[u8]) -> usize {
     let mut end = bytes.len();
     while end > 0 && matches!(bytes[end - 1], b'\r' | b'\n') {
         end -= 1;
     }
-    let bytes = &bytes[..end];
-    match std::str::from_utf8(bytes) {
-        Ok(s) => line(*n, s),
-        Err(_) => line(*n, &String::from_utf8_lossy(bytes)),
-    }
+    end
 }
 
 /// Splits a reader into lines with one reusable buffer.
@@ -109,10 +122,26 @@ fn read_lines(
         }
         end += got;
         let mut from = start;
-        for i in memchr::memchr_iter(b'\n', &buf[start..end]) {
-            let nl = start + i;
-            emit(&mut n, &buf[from..nl], line);
-            from = nl + 1;
+        // The complete lines of the block are checked as text at once (cheaper than line
+        // by line); a block with invalid UTF-8 goes line by line, each replaced on its own.
+        let last = memchr::memrchr(b'\n', &buf[start..end]);
+        match last.map(|i| std::str::from_utf8(&buf[start..start + i])) {
+            Some(Ok(text)) => {
+                let mut at = 0;
+                for i in memchr::memchr_iter(b'\n', text.as_bytes()) {
+                    emit_str(&mut n, &text[at..i], line);
+                    at = i + 1;
+                }
+                emit_str(&mut n, &text[at..], line);
+                from = start + text.len() + 1;
+            }
+            _ => {
+                for i in memchr::memchr_iter(b'\n', &buf[start..end]) {
+                    let nl = start + i;
+                    emit(&mut n, &buf[from..nl], line);
+                    from = nl + 1;
+                }
+            }
         }
         consumed += (from - start) as u64;
         start = from;
