@@ -230,3 +230,50 @@ fn pf_daemon_ban_kills_every_state_of_the_address_openbsd() {
     );
     eprintln!("pf openbsd all: cut-off {:?}", o.cut_off);
 }
+
+#[test]
+fn pf_a_short_jails_unban_leaves_the_address_in_the_longer_jails_table() {
+    // Two jails on the same log ban the same address, each in its own anchor; the short
+    // jail's expiry empties only its own table, so PF still blocks the address through
+    // the long jail's anchor until that hold ends too.
+    let s = PfSim::new(Os::FreeBsd);
+    s.seed_json(json!({"anchors": {"": {"rules": ["anchor \"warden/*\" all", "pass all"]}}}));
+    let jail = |name: &str, bantime: u32| {
+        format!(
+            "[{name}]\nenabled = true\nfilter = sshd\nlogpath = {{logs}}/auth.log\nport = ssh\n\
+             bantime = {bantime}\naction = pf[pfctl=\"{}\", port=\"%(port)s\", protocol=tcp]\n",
+            s.pfctl_path().display()
+        )
+    };
+    let mut d = Daemon::new(&format!("{}\n{}", jail("short", 2), jail("long", 6)));
+    d.start();
+    let (short, long) = (
+        ("warden/short", "warden-short"),
+        ("warden/long", "warden-long"),
+    );
+    d.wait_for("both anchors", Duration::from_secs(10), || {
+        s.table_exists(short.0, short.1) && s.table_exists(long.0, long.1)
+    });
+    d.append(
+        "auth.log",
+        &(0..3).map(|_| sshd_failure(ATTACKER)).collect::<Vec<_>>(),
+    );
+    d.wait_for("both bans", Duration::from_secs(10), || {
+        s.table(short.0, short.1) == [ATTACKER] && s.table(long.0, long.1) == [ATTACKER]
+    });
+    d.wait_for("the short jail's unban", Duration::from_secs(10), || {
+        s.table(short.0, short.1).is_empty()
+    });
+    assert_eq!(
+        s.table(long.0, long.1),
+        vec![ATTACKER],
+        "the long jail still holds the address"
+    );
+    let held: Vec<String> = d.banned().into_iter().map(|(_, jail)| jail).collect();
+    assert_eq!(held, vec!["long".to_string()], "{held:?}");
+    d.wait_for("the long jail's unban", Duration::from_secs(15), || {
+        s.table(long.0, long.1).is_empty()
+    });
+    assert!(d.banned().is_empty());
+    d.stop();
+}
