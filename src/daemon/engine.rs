@@ -531,16 +531,7 @@ impl Engine {
         loop {
             tokio::select! {
                 r = &mut handle => return r.ok(),
-                Some(o) = self.out_rx.recv() => {
-                    let mut batch = vec![o];
-                    while batch.len() < OUTPUTS_PER_TRIP {
-                        match self.out_rx.try_recv() {
-                            Ok(o) => batch.push(o),
-                            Err(_) => break,
-                        }
-                    }
-                    self.handle_outputs(batch).await;
-                }
+                Some(o) = self.out_rx.recv() => self.handle_trip(o).await,
             }
         }
     }
@@ -624,16 +615,7 @@ impl Engine {
                 None => Duration::from_secs(3600),
             };
             tokio::select! {
-                Some(o) = self.out_rx.recv() => {
-                    let mut batch = vec![o];
-                    while batch.len() < OUTPUTS_PER_TRIP {
-                        match self.out_rx.try_recv() {
-                            Ok(o) => batch.push(o),
-                            Err(_) => break,
-                        }
-                    }
-                    self.handle_outputs(batch).await;
-                }
+                Some(o) = self.out_rx.recv() => self.handle_trip(o).await,
                 m = self.control.recv() => match m {
                     Some(m) => self.handle_control(m).await,
                     None => self.stopping = true,
@@ -730,6 +712,19 @@ impl Engine {
             fields: b.fields,
             origin: b.origin,
         })
+    }
+
+    /// Handles `first` with the outputs already queued behind it, at most
+    /// `OUTPUTS_PER_TRIP`, so one ledger trip serves a burst.
+    async fn handle_trip(&mut self, first: Output) {
+        let mut batch = vec![first];
+        while batch.len() < OUTPUTS_PER_TRIP {
+            match self.out_rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        self.handle_outputs(batch).await;
     }
 
     /// Records the bans of a batch of jail outputs, saves the positions they complete,
