@@ -542,49 +542,46 @@ impl Ledger {
 
     /// Active and total bans per jail (jails with neither are absent), ordered by jail.
     pub fn jail_counts(&self, now: Epoch) -> Result<Vec<JailCounts>, LedgerError> {
+        let active = self.count_by_jail(
+            &format!("SELECT jail, count(*) FROM holds WHERE {ACTIVE} GROUP BY jail"),
+            rusqlite::named_params! {":now": now},
+            "count holds",
+        )?;
+        let total = self.count_by_jail(
+            "SELECT jail, count(*) FROM bans WHERE origin != 'restored' GROUP BY jail",
+            [],
+            "count bans",
+        )?;
         let mut by_jail: BTreeMap<String, JailCounts> = BTreeMap::new();
-        let path = &self.path;
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT jail, count(*) FROM holds WHERE {ACTIVE} GROUP BY jail"
-            ))
-            .map_err(sql_err(path, "count holds"))?;
-        let rows = stmt
-            .query_map(rusqlite::named_params! {":now": now}, |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        fn of(by_jail: &mut BTreeMap<String, JailCounts>, jail: String) -> &mut JailCounts {
+            by_jail.entry(jail.clone()).or_insert_with(|| JailCounts {
+                jail,
+                ..Default::default()
             })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(sql_err(path, "count holds"))?;
-        for (jail, n) in rows {
-            by_jail
-                .entry(jail.clone())
-                .or_insert_with(|| JailCounts {
-                    jail,
-                    ..Default::default()
-                })
-                .active = n as u64;
         }
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT jail, count(*) FROM bans WHERE origin != 'restored' GROUP BY jail",
-            )
-            .map_err(sql_err(path, "count bans"))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(sql_err(path, "count bans"))?;
-        for (jail, n) in rows {
-            by_jail
-                .entry(jail.clone())
-                .or_insert_with(|| JailCounts {
-                    jail,
-                    ..Default::default()
-                })
-                .total = n as u64;
+        for (jail, n) in active {
+            of(&mut by_jail, jail).active = n as u64;
+        }
+        for (jail, n) in total {
+            of(&mut by_jail, jail).total = n as u64;
         }
         Ok(by_jail.into_values().collect())
+    }
+
+    /// Runs a `SELECT jail, count(*) ... GROUP BY jail` query.
+    fn count_by_jail<P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        op: &str,
+    ) -> Result<Vec<(String, i64)>, LedgerError> {
+        let path = &self.path;
+        let mut stmt = self.conn.prepare_cached(sql).map_err(sql_err(path, op))?;
+        stmt.query_map(params, |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(sql_err(path, op))
     }
 
     fn query_holds<P: rusqlite::Params>(
