@@ -168,13 +168,7 @@ impl Rec {
     /// The pflog header, padded; uid/pid fields in the given host byte order.
     pub fn header(&self, host_big_endian: bool) -> Vec<u8> {
         let mut h = vec![0u8; self.layout.padded()];
-        let host = |v: u32| {
-            if host_big_endian {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            }
-        };
+        let host = |v: u32| u32_in(host_big_endian, v);
         h[0] = self.layout.length();
         h[1] = self.af_byte();
         h[2] = self.action;
@@ -282,6 +276,22 @@ impl Rec {
     }
 }
 
+fn u16_in(big_endian: bool, v: u16) -> [u8; 2] {
+    if big_endian {
+        v.to_be_bytes()
+    } else {
+        v.to_le_bytes()
+    }
+}
+
+fn u32_in(big_endian: bool, v: u32) -> [u8; 4] {
+    if big_endian {
+        v.to_be_bytes()
+    } else {
+        v.to_le_bytes()
+    }
+}
+
 /// Classic pcap settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pcap {
@@ -304,19 +314,11 @@ impl Default for Pcap {
 
 impl Pcap {
     fn u16(&self, v: u16) -> [u8; 2] {
-        if self.big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
+        u16_in(self.big_endian, v)
     }
 
     fn u32(&self, v: u32) -> [u8; 4] {
-        if self.big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
+        u32_in(self.big_endian, v)
     }
 
     /// The 24-byte file header.
@@ -384,19 +386,11 @@ impl Default for PcapNg {
 
 impl PcapNg {
     fn u16(&self, v: u16) -> [u8; 2] {
-        if self.big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
+        u16_in(self.big_endian, v)
     }
 
     fn u32(&self, v: u32) -> [u8; 4] {
-        if self.big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
+        u32_in(self.big_endian, v)
     }
 
     fn block(&self, kind: u32, body: &[u8]) -> Vec<u8> {
