@@ -234,10 +234,6 @@ pub enum SetupError {
 /// Builds the filter pipeline for a jail. `pf_jails` are the jails banning through PF
 /// (the `@jails` of pflog filters).
 pub fn build_matcher(j: &JailConfig, pf_jails: &[String]) -> Result<Matcher, SetupError> {
-    let filter_err = |message: String| SetupError::Filter {
-        jail: j.name.clone(),
-        message,
-    };
     match &j.backend {
         LogBackend::Ledger => Ok(Matcher::Ledger),
         LogBackend::Pflog => {
@@ -264,13 +260,22 @@ pub fn build_matcher(j: &JailConfig, pf_jails: &[String]) -> Result<Matcher, Set
                 scan,
             })
         }
-        LogBackend::Systemd(_) => {
-            let spec = spec_from_config(&j.filter, j.usedns);
-            let filter = Arc::new(Filter::compile(&spec).map_err(|e| filter_err(e.to_string()))?);
-            Ok(Matcher::Journal(Box::new(FilterState::new(filter))))
-        }
+        LogBackend::Systemd(_) => Ok(Matcher::Journal(Box::new(FilterState::new(
+            compile_filter(j)?,
+        )))),
         _ => Ok(Matcher::Lines(Box::new(line_processor(j)?))),
     }
+}
+
+/// Compiles a jail's filter.
+fn compile_filter(j: &JailConfig) -> Result<Arc<Filter>, SetupError> {
+    let spec = spec_from_config(&j.filter, j.usedns);
+    Filter::compile(&spec)
+        .map(Arc::new)
+        .map_err(|e| SetupError::Filter {
+            jail: j.name.clone(),
+            message: e.to_string(),
+        })
 }
 
 /// Compiles a file jail's filter and date detection.
@@ -280,12 +285,7 @@ pub fn line_processor(j: &JailConfig) -> Result<LineProcessor, SetupError> {
 
 /// `n` matchers for a file jail (one per source), compiling its filter once.
 pub fn line_processors(j: &JailConfig, n: usize) -> Result<Vec<LineProcessor>, SetupError> {
-    let filter_err = |message: String| SetupError::Filter {
-        jail: j.name.clone(),
-        message,
-    };
-    let spec = spec_from_config(&j.filter, j.usedns);
-    let filter = Arc::new(Filter::compile(&spec).map_err(|e| filter_err(e.to_string()))?);
+    let filter = compile_filter(j)?;
     let zone = match &j.logtimezone {
         Some(z) => parse_timezone(z).map_err(|e| SetupError::Zone {
             jail: j.name.clone(),
@@ -294,8 +294,12 @@ pub fn line_processors(j: &JailConfig, n: usize) -> Result<Vec<LineProcessor>, S
         })?,
         None => local_zone(),
     };
-    let dates = DateDetector::new(j.filter.datepattern.as_deref(), zone)
-        .map_err(|e| filter_err(format!("datepattern: {e}")))?;
+    let dates = DateDetector::new(j.filter.datepattern.as_deref(), zone).map_err(|e| {
+        SetupError::Filter {
+            jail: j.name.clone(),
+            message: format!("datepattern: {e}"),
+        }
+    })?;
     Ok((0..n.max(1))
         .map(|_| {
             let mut p = LineProcessor::new(filter.clone(), dates.clone());
