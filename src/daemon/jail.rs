@@ -542,8 +542,7 @@ impl JailState {
                         let Some(t) = self.time.apply(ev.epoch(), now, Phase::Recorded, "") else {
                             continue;
                         };
-                        let text: String;
-                        let (id, line) = match scan.as_mut() {
+                        let line = match scan.as_mut() {
                             Some(d) => {
                                 let Some(probe) = Probe::from_event(ev) else {
                                     continue;
@@ -552,19 +551,15 @@ impl JailState {
                                 let Some(fail) = d.observe(t, probe) else {
                                     continue;
                                 };
-                                text = fail.to_string();
-                                (host, text.as_str())
+                                fail.to_string()
                             }
-                            None => {
-                                text = ev.to_string();
-                                (host, text.as_str())
-                            }
+                            None => ev.to_string(),
                         };
                         failures += 1;
-                        let id_text = id.to_string();
+                        let id_text = host.to_string();
                         let o = Offense {
                             id: &id_text,
-                            addr: Some(id),
+                            addr: Some(host),
                             prefix: None,
                             needs_dns: false,
                             time: t,
