@@ -636,15 +636,11 @@ pub async fn run(
                     debug!(jail = %name, "Jail reconfigured; failure counts kept.");
                 }
                 Some(JailCtl::Bans(events)) => {
-                    let (s, bans) = match tokio::task::spawn_blocking(move || {
+                    let (s, bans) = super::blocking(move || {
                         let bans = state.process_bans(&events);
                         (state, bans)
                     })
-                    .await
-                    {
-                        Ok(r) => r,
-                        Err(e) => std::panic::resume_unwind(e.into_panic()),
-                    };
+                    .await;
                     state = s;
                     if !bans.is_empty()
                         && out.send(Output { jail: name.clone(), bans, done: None }).await.is_err()
@@ -657,15 +653,11 @@ pub async fn run(
             },
             d = data.recv(), if data_open => match d {
                 Some(input) => {
-                    let (s, (bans, done)) = match tokio::task::spawn_blocking(move || {
+                    let (s, (bans, done)) = super::blocking(move || {
                         let r = state.process(input);
                         (state, r)
                     })
-                    .await
-                    {
-                        Ok(r) => r,
-                        Err(e) => std::panic::resume_unwind(e.into_panic()),
-                    };
+                    .await;
                     state = s;
                     if (!bans.is_empty() || done.is_some())
                         && out.send(Output { jail: name.clone(), bans, done }).await.is_err()

@@ -54,6 +54,14 @@ pub struct RunOptions {
     pub backend: String,
 }
 
+/// Runs `f` on tokio's blocking pool and waits for it; a panic there carries on here.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Why the daemon could not start (or stopped with an error).
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {

@@ -262,7 +262,7 @@ async fn forward(
         let keys: Vec<String> = groups.iter().map(|g| g.key.clone()).collect();
         let now = clock.timestamp();
         let mut taken = std::mem::take(&mut procs);
-        let (back, results) = match tokio::task::spawn_blocking(move || {
+        let (back, results) = super::blocking(move || {
             let mut results = Vec::with_capacity(keys.len());
             for k in keys {
                 if let Some(p) = taken.get_mut(&k) {
@@ -272,11 +272,7 @@ async fn forward(
             }
             (taken, results)
         })
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        };
+        .await;
         procs = back;
         let receivers: usize = results
             .iter()
@@ -407,16 +403,12 @@ pub fn spawn_pflog(
         let mut errors_logged = 0u32;
         loop {
             let t = tail.take().expect("put back after each poll");
-            let (t, polled) = match tokio::task::spawn_blocking(move || {
+            let (t, polled) = super::blocking(move || {
                 let mut t = t;
                 let p = t.poll();
                 (t, p)
             })
-            .await
-            {
-                Ok(r) => r,
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            };
+            .await;
             let position = t.position();
             tail = Some(t);
             let mut events = Vec::with_capacity(polled.items.len());
