@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::{Cli, CliError, CliResult, EXIT_NO_DAEMON};
+use super::{Cli, CliError, CliResult, EXIT_NO_DAEMON, fmt_time};
 use crate::control::client::{ClientError, request};
 use crate::control::protocol::{Answer, BanEntry, Request};
 
@@ -98,16 +98,6 @@ fn unexpected(a: &Answer) -> CliError {
         super::EXIT_FAILURE,
         anyhow::anyhow!("unexpected answer from the daemon: {a:?}"),
     )
-}
-
-fn fmt_time(epoch: i64) -> String {
-    jiff::Timestamp::from_second(epoch)
-        .map(|t| {
-            t.to_zoned(jiff::tz::TimeZone::system())
-                .strftime("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_else(|_| epoch.to_string())
 }
 
 fn fmt_remaining(now: i64, b: &BanEntry) -> String {

@@ -131,6 +131,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// An epoch second as local date and time, for people to read.
+fn fmt_time(epoch: i64) -> String {
+    jiff::Timestamp::from_second(epoch)
+        .map(|t| {
+            t.to_zoned(crate::date::local_zone())
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| epoch.to_string())
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()

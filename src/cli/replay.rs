@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{Cli, CliError, CliResult, EXIT_USAGE};
+use super::{Cli, CliError, CliResult, EXIT_USAGE, fmt_time};
 use crate::config::ConfigLocation;
 use crate::daemon::replay::{Report, replay};
 
@@ -21,16 +21,6 @@ pub struct ReplayArgs {
     /// Print the timeline and summary as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-fn when(epoch: i64) -> String {
-    jiff::Timestamp::from_second(epoch)
-        .map(|t| {
-            t.to_zoned(crate::date::local_zone())
-                .strftime("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_else(|_| epoch.to_string())
 }
 
 fn duration(secs: i64) -> String {
@@ -79,7 +69,7 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(
             o,
             "{:<19}  {:<jw$}  {:<5}  {:<tw$}  {:>8}  {:>8}",
-            when(e.time),
+            fmt_time(e.time),
             e.jail,
             e.event,
             e.target,
