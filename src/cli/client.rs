@@ -188,6 +188,18 @@ pub fn status(cli: &Cli, a: &StatusArgs) -> CliResult {
     }
 }
 
+/// Reports the addresses the daemon refused; failure when there were any.
+fn report_invalid(invalid: &[String]) -> ExitCode {
+    for b in invalid {
+        eprintln!("warden: {b}");
+    }
+    if invalid.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_FAILURE)
+    }
+}
+
 pub fn ban(cli: &Cli, a: &BanArgs) -> CliResult {
     let answer = call(
         cli,
@@ -208,14 +220,7 @@ pub fn ban(cli: &Cli, a: &BanArgs) -> CliResult {
     for b in &o.already {
         println!("{b} was already banned in {} (ban renewed)", a.jail);
     }
-    for b in &o.invalid {
-        eprintln!("warden: {b}");
-    }
-    Ok(if o.invalid.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(super::EXIT_FAILURE)
-    })
+    Ok(report_invalid(&o.invalid))
 }
 
 pub fn unban(cli: &Cli, a: &UnbanArgs) -> CliResult {
@@ -239,14 +244,7 @@ pub fn unban(cli: &Cli, a: &UnbanArgs) -> CliResult {
     for n in &o.not_banned {
         println!("{n} is not banned");
     }
-    for b in &o.invalid {
-        eprintln!("warden: {b}");
-    }
-    Ok(if o.invalid.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(super::EXIT_FAILURE)
-    })
+    Ok(report_invalid(&o.invalid))
 }
 
 pub fn banned(cli: &Cli, a: &BannedArgs) -> CliResult {
