@@ -97,7 +97,7 @@ impl Found {
         }
     }
 
-    fn offense(&self, time: Epoch) -> Offense<'_> {
+    pub(super) fn offense(&self, time: Epoch) -> Offense<'_> {
         Offense {
             id: &self.id,
             addr: self.addr,

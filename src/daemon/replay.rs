@@ -8,9 +8,8 @@
 //! (recidive) count the bans of the other jails, as in the daemon.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::io::BufRead;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,7 +17,7 @@ use ipnet::IpNet;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::jail::{Matcher, build_matcher};
+use super::jail::{Found, Matcher, build_matcher};
 use crate::Epoch;
 use crate::config::{Config, JailConfig, LogBackend};
 use crate::filter::{LineProcessor, LineResult};
@@ -130,15 +129,9 @@ struct SimJail {
 
 /// One failure waiting in the merge.
 struct Pending {
-    time: Epoch,
     seq: u64,
     jail: usize,
-    id: String,
-    addr: Option<IpAddr>,
-    prefix: Option<u8>,
-    needs_dns: bool,
-    line: Arc<str>,
-    fields: BTreeMap<String, String>,
+    found: Found,
 }
 
 /// One log read for one jail.
@@ -182,15 +175,9 @@ impl Stream {
                 for f in fs {
                     *seq += 1;
                     out.push(Pending {
-                        time: f.time.as_second(),
                         seq: *seq,
                         jail: self.jail,
-                        id: f.id.clone(),
-                        addr: f.addr,
-                        prefix: f.prefix,
-                        needs_dns: f.needs_dns,
-                        line: Arc::from(f.matches.last().map(String::as_str).unwrap_or_default()),
-                        fields: f.fields.clone(),
+                        found: Found::from_failure(f),
                     });
                 }
                 if !out.is_empty() {
@@ -321,7 +308,7 @@ pub fn replay(
     for (i, s) in streams.iter_mut().enumerate() {
         let mut out = Vec::new();
         if s.next_failures(&mut sim.jails[s.jail].summary.lines, &mut out, &mut seq)? {
-            heap.push(Reverse((out[0].time, out[0].seq, i)));
+            heap.push(Reverse((out[0].found.time, out[0].seq, i)));
             waiting.insert(i, out);
         }
     }
@@ -329,14 +316,14 @@ pub fn replay(
     while let Some(Reverse((_, _, i))) = heap.pop() {
         let mut batch = waiting.remove(&i).unwrap_or_default();
         let p = batch.remove(0);
-        last = last.max(p.time);
+        last = last.max(p.found.time);
         sim.failure(p);
         if batch.is_empty() {
             let s = &mut streams[i];
             s.next_failures(&mut sim.jails[s.jail].summary.lines, &mut batch, &mut seq)?;
         }
         if let Some(first) = batch.first() {
-            heap.push(Reverse((first.time, first.seq, i)));
+            heap.push(Reverse((first.found.time, first.seq, i)));
             waiting.insert(i, batch);
         }
     }
@@ -397,31 +384,24 @@ impl Sim {
     }
 
     fn failure(&mut self, p: Pending) {
-        self.advance(p.time);
+        let f = &p.found;
+        self.advance(f.time);
         let j = p.jail;
         let jail = &mut self.jails[j];
         jail.summary.failures += 1;
-        let o = Offense {
-            id: &p.id,
-            addr: p.addr,
-            prefix: p.prefix,
-            needs_dns: p.needs_dns,
-            time: p.time,
-            line: Some(p.line.clone()),
-            fields: Some(&p.fields),
-        };
+        let o = f.offense(f.time);
         let mut bans = Vec::new();
         let name = jail.config.name.clone();
         let mut priors = SimPriors {
             ledger: &self.ledger,
             jail: &name,
         };
-        jail.core.offense(&o, p.time, &mut priors, &mut bans);
-        if let Some(a) = p.addr {
+        jail.core.offense(&o, f.time, &mut priors, &mut bans);
+        if let Some(a) = f.addr {
             let t = jail.core.rules().cidr.widen(a);
             jail.addresses.insert(display(&t));
         } else {
-            jail.addresses.insert(p.id.clone());
+            jail.addresses.insert(f.id.clone());
         }
         for b in bans {
             self.record(j, b);
