@@ -132,8 +132,7 @@ impl NftAction {
 
     /// The set that holds `target` (after widening).
     pub fn set_for(&self, target: &IpNet) -> &str {
-        let key = self.key(target);
-        self.names.set(matches!(key, IpNet::V6(_)))
+        self.set_of(&self.key(target))
     }
 
     fn key(&self, target: &IpNet) -> IpNet {
