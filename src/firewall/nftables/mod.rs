@@ -143,6 +143,16 @@ impl NftAction {
         self.names.set(matches!(key, IpNet::V6(_)))
     }
 
+    fn set_names(&self) -> [&str; 2] {
+        [self.names.set4.as_str(), self.names.set6.as_str()]
+    }
+
+    /// Whether a rule is this jail's: it matches one of the jail's sets.
+    fn is_ours(&self, rule: &ruleset::RuleInfo) -> bool {
+        let ours = self.set_names();
+        rule.sets.iter().any(|s| ours.contains(&s.as_str()))
+    }
+
     fn nft_display(&self) -> String {
         self.opts.nft.display().to_string()
     }
@@ -235,8 +245,6 @@ impl NftAction {
         let mut batch = Batch::default();
         batch.push(ruleset::table_decl(o));
 
-        let ours = [self.names.set4.as_str(), self.names.set6.as_str()];
-        let our_rule = |r: &ruleset::RuleInfo| r.sets.iter().any(|s| ours.contains(&s.as_str()));
         let mut recreate_chain = false;
         match listing.chain(&o.chain) {
             None => batch.push(ruleset::chain_decl(o)),
@@ -270,7 +278,7 @@ impl NftAction {
                     let others = listing
                         .rules
                         .iter()
-                        .any(|r| r.chain == o.chain && !our_rule(r));
+                        .any(|r| r.chain == o.chain && !self.is_ours(r));
                     if others {
                         tracing::warn!(
                             jail = %self.spec.jail,
@@ -289,7 +297,7 @@ impl NftAction {
                 }
             }
         }
-        for r in listing.rules.iter().filter(|r| our_rule(r)) {
+        for r in listing.rules.iter().filter(|r| self.is_ours(r)) {
             if recreate_chain && r.chain == o.chain {
                 continue;
             }
@@ -518,13 +526,12 @@ impl NftAction {
     /// second transaction) once it holds no other jail's rules and no rule jumps to it.
     fn stop_plan(&self, listing: &Listing) -> StopPlan {
         let o = &self.opts;
-        let ours = [self.names.set4.as_str(), self.names.set6.as_str()];
-        let our_rule = |r: &ruleset::RuleInfo| r.sets.iter().any(|s| ours.contains(&s.as_str()));
+        let ours = self.set_names();
         let others = listing
             .sets
             .iter()
             .any(|s| !ours.contains(&s.name.as_str()))
-            || listing.rules.iter().any(|r| !our_rule(r))
+            || listing.rules.iter().any(|r| !self.is_ours(r))
             || listing.chains.iter().any(|c| c.name != o.chain);
         let mut batch = Batch::default();
         if o.hook.is_base() && !others {
@@ -535,7 +542,7 @@ impl NftAction {
                 table_removed: true,
             };
         }
-        for r in listing.rules.iter().filter(|r| our_rule(r)) {
+        for r in listing.rules.iter().filter(|r| self.is_ours(r)) {
             batch.push(format!(
                 "delete rule {FAMILY} {} {} handle {}",
                 o.table, r.chain, r.handle
@@ -558,7 +565,7 @@ impl NftAction {
         let chain_in_use = listing
             .rules
             .iter()
-            .any(|r| (r.chain == o.chain && !our_rule(r)) || r.jumps.contains(&o.chain));
+            .any(|r| (r.chain == o.chain && !self.is_ours(r)) || r.jumps.contains(&o.chain));
         let chain_removal = (listing.chain(&o.chain).is_some() && !chain_in_use).then(|| {
             let mut b = Batch::default();
             b.push(format!("delete chain {FAMILY} {} {}", o.table, o.chain));
