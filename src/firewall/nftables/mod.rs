@@ -382,11 +382,7 @@ impl NftAction {
             removed += rem.len();
             if rem.len() > REBUILD_OVER {
                 batch.push(format!("flush set {FAMILY} {} {set}", o.table));
-                let all: Vec<(IpNet, Option<i64>)> = desired
-                    .iter()
-                    .filter(|(k, _)| matches!(k, IpNet::V6(_)) == v6)
-                    .map(|(k, e)| (*k, self.timeout_secs(*e, now)))
-                    .collect();
+                let all = self.timed(desired.iter().map(|(k, e)| (*k, *e)), v6, now);
                 added += all.len();
                 batch.add_elements(&o.table, set, &all);
             } else {
@@ -436,10 +432,14 @@ impl NftAction {
         plan
     }
 
-    /// The elements a set must hold, with their timeouts in seconds.
-    fn desired_of(&self, v6: bool, now: Epoch) -> Vec<(IpNet, Option<i64>)> {
-        self.holdings
-            .desired_all(now)
+    /// The elements of one family among `elems`, with their timeouts in seconds.
+    fn timed(
+        &self,
+        elems: impl IntoIterator<Item = (IpNet, Option<Epoch>)>,
+        v6: bool,
+        now: Epoch,
+    ) -> Vec<(IpNet, Option<i64>)> {
+        elems
             .into_iter()
             .filter(|(k, _)| matches!(k, IpNet::V6(_)) == v6)
             .map(|(k, e)| (k, self.timeout_secs(e, now)))
@@ -462,16 +462,15 @@ impl NftAction {
                 // Cheaper than the deletions (see REBUILD_OVER), and atomic all the same.
                 rebuilt[usize::from(v6)] = true;
                 puts.push(format!("flush set {FAMILY} {} {set}", self.opts.table));
-                puts.add_elements(&self.opts.table, set, &self.desired_of(v6, now));
+                puts.add_elements(
+                    &self.opts.table,
+                    set,
+                    &self.timed(self.holdings.desired_all(now), v6, now),
+                );
                 continue;
             }
             removals.remove_elements(&self.opts.table, set, &rem);
-            let put: Vec<(IpNet, Option<i64>)> = plan
-                .put
-                .iter()
-                .filter(|(k, _)| matches!(k, IpNet::V6(_)) == v6)
-                .map(|(k, e)| (*k, self.timeout_secs(*e, now)))
-                .collect();
+            let put = self.timed(plan.put.iter().copied(), v6, now);
             puts.add_elements(&self.opts.table, set, &put);
         }
         // A network replacing the addresses inside it (or the reverse) cannot go in the
