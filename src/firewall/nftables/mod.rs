@@ -756,18 +756,9 @@ mod tests {
     use super::*;
 
     fn action(params: &[(&str, &str)]) -> NftAction {
-        NftAction::new(JailSpec {
-            jail: "sshd".into(),
-            ports: PortSpec::parse("ssh").unwrap(),
-            protocols: vec!["tcp".into()],
-            kill_states: KillScope::Auto,
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        })
-        .unwrap()
-        .with_clock(|| 1000)
+        NftAction::new(crate::firewall::test_spec("ssh", &["tcp"], params))
+            .unwrap()
+            .with_clock(|| 1000)
     }
 
     fn n(s: &str) -> IpNet {
