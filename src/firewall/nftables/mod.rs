@@ -122,17 +122,8 @@ impl NftAction {
         self
     }
 
-    pub fn options(&self) -> &NftOptions {
-        &self.opts
-    }
-
     pub fn names(&self) -> &JailNames {
         &self.names
-    }
-
-    /// The set that holds `target` (after widening).
-    pub fn set_for(&self, target: &IpNet) -> &str {
-        self.set_of(&self.key(target))
     }
 
     fn key(&self, target: &IpNet) -> IpNet {
