@@ -57,6 +57,12 @@ fn check(out: &Output, exit: i32, stdout: &str, stderr: &str) {
     );
 }
 
+/// A refusal: exit 1, nothing on stdout, `err` then the OS's usage text on stderr.
+#[track_caller]
+fn check_usage(out: &Output, os: Os, err: &str) {
+    check(out, 1, "", &format!("{err}{}", usage(os)));
+}
+
 // ---------------------------------------------------------------------------------------
 // Command line.
 
@@ -64,8 +70,8 @@ fn check(out: &Output, exit: i32, stdout: &str, stderr: &str) {
 fn usage_without_arguments_and_with_h() {
     for os in BOTH {
         let s = sim(os);
-        check(&s.run(&[]), 1, "", usage(os));
-        check(&s.run(&["-h"]), 1, "", usage(os));
+        check_usage(&s.run(&[]), os, "");
+        check_usage(&s.run(&["-h"]), os, "");
     }
 }
 
@@ -73,21 +79,20 @@ fn usage_without_arguments_and_with_h() {
 fn getopt_errors_use_each_libc_wording() {
     for os in BOTH {
         let s = sim(os);
-        let unknown = format!(
-            "{}{}",
-            by_os(
-                os,
-                "pfctl: illegal option -- y\n",
-                "pfctl: unknown option -- y\n"
-            ),
-            usage(os)
+        let unknown = by_os(
+            os,
+            "pfctl: illegal option -- y\n",
+            "pfctl: unknown option -- y\n",
         );
-        check(&s.run(&["-y"]), 1, "", &unknown);
-        let missing = format!("pfctl: option requires an argument -- t\n{}", usage(os));
-        check(&s.run(&["-t"]), 1, "", &missing);
+        check_usage(&s.run(&["-y"]), os, unknown);
+        check_usage(
+            &s.run(&["-t"]),
+            os,
+            "pfctl: option requires an argument -- t\n",
+        );
         // -t without -T (and -T without -t) is a bare usage.
-        check(&s.run(&["-t", "foo"]), 1, "", usage(os));
-        check(&s.run(&["-T", "show"]), 1, "", usage(os));
+        check_usage(&s.run(&["-t", "foo"]), os, "");
+        check_usage(&s.run(&["-T", "show"]), os, "");
     }
 }
 
@@ -97,11 +102,10 @@ fn option_strings_differ_per_os() {
     let o = sim(Os::OpenBsd);
     // -M (kill matching states) exists on FreeBSD only, -V (rdomain) on OpenBSD only.
     check(&f.run(&["-M", "-F", "states"]), 0, "", "0 states cleared\n");
-    check(
+    check_usage(
         &o.run(&["-M", "-F", "states"]),
-        1,
-        "",
-        &format!("pfctl: unknown option -- M\n{OPENBSD_USAGE}"),
+        Os::OpenBsd,
+        "pfctl: unknown option -- M\n",
     );
     check(
         &o.run(&["-V", "1", "-F", "states"]),
@@ -109,11 +113,10 @@ fn option_strings_differ_per_os() {
         "",
         "0 states cleared\n",
     );
-    check(
+    check_usage(
         &f.run(&["-V", "1"]),
-        1,
-        "",
-        &format!("pfctl: illegal option -- V\n{FREEBSD_USAGE}"),
+        Os::FreeBsd,
+        "pfctl: illegal option -- V\n",
     );
     // No-DNS is -S on FreeBSD and -N on OpenBSD; both clash with -r in the same words.
     check(
@@ -159,14 +162,10 @@ fn options_stop_at_the_first_operand() {
             "no IP address found for -q\n",
         );
         assert!(!s.table_exists("", "t"));
-        check(
+        check_usage(
             &s.run(&["-s", "rules", "extra"]),
-            1,
-            "",
-            &format!(
-                "pfctl: unknown command line argument: extra ...\n{}",
-                usage(os)
-            ),
+            os,
+            "pfctl: unknown command line argument: extra ...\n",
         );
     }
 }
@@ -193,31 +192,27 @@ fn subcommand_words_may_be_abbreviated() {
     check(&f.run(&["-x", "m"]), 0, "", "debug level set to 'misc'\n");
     for s in [&f, &o] {
         let os = s.os();
-        check(
+        check_usage(
             &s.run(&["-t", "t", "-T", "bogus"]),
-            1,
-            "",
-            &format!("pfctl: Unknown table command 'bogus'\n{}", usage(os)),
+            os,
+            "pfctl: Unknown table command 'bogus'\n",
         );
-        check(
+        check_usage(
             &s.run(&["-s", "zzz"]),
-            1,
-            "",
-            &format!("pfctl: Unknown show modifier 'zzz'\n{}", usage(os)),
+            os,
+            "pfctl: Unknown show modifier 'zzz'\n",
         );
-        check(
+        check_usage(
             &s.run(&["-F", "zzz"]),
-            1,
-            "",
-            &format!("pfctl: Unknown flush modifier 'zzz'\n{}", usage(os)),
+            os,
+            "pfctl: Unknown flush modifier 'zzz'\n",
         );
     }
     // Table commands of one OS only.
-    check(
+    check_usage(
         &o.run(&["-t", "t", "-T", "reset"]),
-        1,
-        "",
-        &format!("pfctl: Unknown table command 'reset'\n{OPENBSD_USAGE}"),
+        Os::OpenBsd,
+        "pfctl: Unknown table command 'reset'\n",
     );
 }
 
@@ -231,14 +226,10 @@ fn anchor_name_checks() {
             "",
             "pfctl: anchor name must not be empty\n",
         );
-        check(
+        check_usage(
             &s.run(&["-a", "foo", "-v"]),
-            1,
-            "",
-            &format!(
-                "pfctl: anchors apply to -f, -F, -s, and -T only\n{}",
-                usage(os)
-            ),
+            os,
+            "pfctl: anchors apply to -f, -F, -s, and -T only\n",
         );
         let underscore =
             "pfctl: anchor names beginning with '_' cannot be modified from the command line\n";
@@ -278,7 +269,7 @@ fn permission_denied_comes_after_argument_checks() {
             "",
             "pfctl: /dev/pf: Permission denied\n",
         );
-        check(&s.run(&["-t", "t"]), 1, "", usage(os));
+        check_usage(&s.run(&["-t", "t"]), os, "");
         assert!(!s.table_exists("", "t"));
     }
 }
@@ -521,24 +512,9 @@ fn show_is_sorted_ipv4_then_ipv6() {
                 "2001:db8::1"
             ]
         );
-        check(
-            &s.run(&["-t", "t", "-T", "show", "1.2.3.4"]),
-            1,
-            "",
-            usage(os),
-        );
-        check(
-            &s.run(&["-t", "t", "-T", "flush", "1.2.3.4"]),
-            1,
-            "",
-            usage(os),
-        );
-        check(
-            &s.run(&["-t", "t", "-T", "kill", "1.2.3.4"]),
-            1,
-            "",
-            usage(os),
-        );
+        check_usage(&s.run(&["-t", "t", "-T", "show", "1.2.3.4"]), os, "");
+        check_usage(&s.run(&["-t", "t", "-T", "flush", "1.2.3.4"]), os, "");
+        check_usage(&s.run(&["-t", "t", "-T", "kill", "1.2.3.4"]), os, "");
     }
 }
 
@@ -660,18 +636,13 @@ fn expire_is_strict_and_checks_its_argument() {
             "pfctl: expiry time: invalid\n",
         );
         // "-1" would be read as an option; "--" ends them.
-        check(
+        check_usage(
             &s.run(&["-t", "t", "-T", "expire", "-1"]),
-            1,
-            "",
-            &format!(
-                "{}{}",
-                by_os(
-                    os,
-                    "pfctl: illegal option -- 1\n",
-                    "pfctl: unknown option -- 1\n"
-                ),
-                usage(os)
+            os,
+            by_os(
+                os,
+                "pfctl: illegal option -- 1\n",
+                "pfctl: unknown option -- 1\n",
             ),
         );
         check(
@@ -680,13 +651,8 @@ fn expire_is_strict_and_checks_its_argument() {
             "",
             "pfctl: expiry time: too small\n",
         );
-        check(&s.run(&["-t", "t", "-T", "expire"]), 1, "", usage(os));
-        check(
-            &s.run(&["-t", "t", "-T", "expire", "1", "2"]),
-            1,
-            "",
-            usage(os),
-        );
+        check_usage(&s.run(&["-t", "t", "-T", "expire"]), os, "");
+        check_usage(&s.run(&["-t", "t", "-T", "expire", "1", "2"]), os, "");
     }
 }
 
@@ -841,11 +807,10 @@ fn address_parsing_errors() {
             "2/2 addresses added.\n",
         );
         assert_eq!(s.table("", "t"), vec!["1.2.3.4", "10.0.0.0/8"]);
-        check(
+        check_usage(
             &s.run(&["-t", "x".repeat(32).as_str(), "-T", "show"]),
-            1,
+            os,
             "",
-            usage(os),
         );
         check(
             &s.run(&["-t", "", "-T", "add", "1.2.3.4"]),
@@ -1258,14 +1223,10 @@ fn flushing_tables_and_everything() {
         };
         check(&s.run(&["-a", "f2b/sshd", "-F", "all"]), 0, "", expected);
         assert!(s.anchors().is_empty());
-        check(
+        check_usage(
             &s.run(&["-i", "em0", "-F", "all"]),
-            1,
-            "",
-            &format!(
-                "pfctl: don't specify an interface with -Fall\n{}",
-                usage(os)
-            ),
+            os,
+            "pfctl: don't specify an interface with -Fall\n",
         );
     }
 }
@@ -1509,11 +1470,10 @@ fn other_flush_modifiers_and_options() {
         "",
         "debug level set to 'debug'\n",
     );
-    check(
+    check_usage(
         &o.run(&["-F", "nat"]),
-        1,
-        "",
-        &format!("pfctl: Unknown flush modifier 'nat'\n{OPENBSD_USAGE}"),
+        Os::OpenBsd,
+        "pfctl: Unknown flush modifier 'nat'\n",
     );
 }
 
@@ -1663,11 +1623,10 @@ fn network_kill_matches_the_initiator() {
                 "pfctl: getaddrinfo: no address associated with name\n",
             ),
         );
-        check(
+        check_usage(
             &s.run(&["-k", "a", "-k", "b", "-k", "c"]),
-            1,
-            "",
-            &format!("pfctl: can only specify -k twice\n{}", usage(os)),
+            os,
+            "pfctl: can only specify -k twice\n",
         );
     }
 }
@@ -1749,29 +1708,21 @@ fn label_id_and_key_kills() {
             "",
             "killed 1 states\n",
         );
-        check(
+        check_usage(
             &s.run(&["-k", "id", "-k", "0"]),
-            1,
-            "",
-            &format!("pfctl: cannot kill id 0\n{}", usage(os)),
+            os,
+            "pfctl: cannot kill id 0\n",
         );
-        check(
+        check_usage(
             &s.run(&["-k", "id", "-k", "zz"]),
-            1,
-            "",
-            &format!("pfctl: wrong id format specified\n{}", usage(os)),
+            os,
+            "pfctl: wrong id format specified\n",
         );
-        check(
-            &s.run(&["-k", "id"]),
-            1,
-            "",
-            &format!("pfctl: no id specified\n{}", usage(os)),
-        );
-        check(
+        check_usage(&s.run(&["-k", "id"]), os, "pfctl: no id specified\n");
+        check_usage(
             &s.run(&["-k", "label", "-k", ""]),
-            1,
-            "",
-            &format!("pfctl: no label specified\n{}", usage(os)),
+            os,
+            "pfctl: no label specified\n",
         );
         check(
             &s.run(&["-k", "key", "-k", "tcp 192.0.2.10:22 <- 198.51.100.9:4000"]),
@@ -1905,11 +1856,10 @@ fn freebsd_gateway_nat_and_match_kills() {
         "",
         "killed 1 states\n",
     );
-    check(
+    check_usage(
         &s.run(&["-k", "gateway"]),
-        1,
-        "",
-        &format!("pfctl: no gateway specified\n{FREEBSD_USAGE}"),
+        Os::FreeBsd,
+        "pfctl: no gateway specified\n",
     );
     // -M also kills the state of the same connection in the other direction.
     s.seed_states(&[State::tcp_out(3, "198.51.100.7", 2, "192.0.2.10", 22)]);
@@ -1992,11 +1942,10 @@ fn source_nodes_kill_and_listing() {
             "",
             "source tracking entries cleared\n",
         );
-        check(
+        check_usage(
             &s.run(&["-K", "a", "-K", "b", "-K", "c"]),
-            1,
-            "",
-            &format!("pfctl: can only specify -K twice\n{}", usage(os)),
+            os,
+            "pfctl: can only specify -K twice\n",
         );
     }
 }
@@ -2055,11 +2004,10 @@ fn enable_disable_and_running() {
                 check(&s.run(&["-sR"]), 0, "Enabled\n", "");
             }
             Os::OpenBsd => {
-                check(
+                check_usage(
                     &s.run(&["-s", "Running"]),
-                    1,
-                    "",
-                    &format!("pfctl: Unknown show modifier 'Running'\n{OPENBSD_USAGE}"),
+                    Os::OpenBsd,
+                    "pfctl: Unknown show modifier 'Running'\n",
                 );
                 check(&s.run(&["-e"]), 0, "", "pf enabled\n");
             }

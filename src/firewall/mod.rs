@@ -180,3 +180,19 @@ pub trait Action: Send {
     /// equal keys share one entry, which is removed only when the last of them lets go.
     fn entry_key(&self, target: &IpNet) -> String;
 }
+
+/// A jail `sshd` for the backends' unit tests: `ports`, `protocols` and action parameters,
+/// kill scope `auto`.
+#[cfg(test)]
+pub(crate) fn test_spec(ports: &str, protocols: &[&str], params: &[(&str, &str)]) -> JailSpec {
+    JailSpec {
+        jail: "sshd".into(),
+        ports: PortSpec::parse(ports).unwrap(),
+        protocols: protocols.iter().map(|p| p.to_string()).collect(),
+        kill_states: KillScope::Auto,
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}

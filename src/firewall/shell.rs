@@ -341,12 +341,7 @@ impl Action for ShellAction {
     }
 
     fn entry_key(&self, target: &IpNet) -> String {
-        let fam = family_of(target);
-        let fam = if self.families == [""] {
-            None
-        } else {
-            Some(fam)
-        };
+        let fam = Some(self.fam_key(target)).filter(|f| !f.is_empty());
         let rendered = render_static("<actionunban>", &self.props, fam).unwrap_or_default();
         let mut values = BTreeMap::new();
         values.insert("ip".to_string(), target_text(target));

@@ -6,11 +6,12 @@
 //! outer one is lifted. Bans whose time has run out neither count nor shadow.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::Epoch;
+use crate::ledger::target::canonical;
 
 /// Held networks (truncated to their prefix) and when each ban ends (None: never).
 #[derive(Debug, Default, Clone)]
@@ -114,29 +115,19 @@ pub fn range_to_nets(start: IpAddr, end: IpAddr) -> Vec<IpNet> {
     }
 }
 
-/// The network a ban of `net` covers once widened to at most `cidr4`/`cidr6` bits.
+/// The network a ban of `net` covers once widened to at most `cidr4`/`cidr6` bits. An IPv4
+/// address that reached us mapped into IPv6 is banned as IPv4: that is the form the kernel
+/// matches, and the ledger's canonical form.
 pub fn widen(net: IpNet, cidr4: u8, cidr6: u8) -> IpNet {
+    let net = canonical(&net);
     let max = match net {
         IpNet::V4(_) => cidr4,
         IpNet::V6(_) => cidr6,
     };
-    let net = match net {
-        // An IPv4 address that reached us mapped into IPv6 is banned as IPv4: that is the
-        // form the kernel matches.
-        IpNet::V6(n) if n.prefix_len() >= 96 && n.addr().to_ipv4_mapped().is_some() => {
-            let v4: Ipv4Addr = n.addr().to_ipv4_mapped().expect("checked");
-            return widen(
-                IpNet::V4(Ipv4Net::new(v4, n.prefix_len() - 96).expect("fits")),
-                cidr4,
-                cidr6,
-            );
-        }
-        n => n,
-    };
     if net.prefix_len() > max {
         IpNet::new(net.addr(), max).expect("valid prefix").trunc()
     } else {
-        net.trunc()
+        net
     }
 }
 

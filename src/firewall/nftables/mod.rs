@@ -122,18 +122,8 @@ impl NftAction {
         self
     }
 
-    pub fn options(&self) -> &NftOptions {
-        &self.opts
-    }
-
     pub fn names(&self) -> &JailNames {
         &self.names
-    }
-
-    /// The set that holds `target` (after widening).
-    pub fn set_for(&self, target: &IpNet) -> &str {
-        let key = self.key(target);
-        self.names.set(matches!(key, IpNet::V6(_)))
     }
 
     fn key(&self, target: &IpNet) -> IpNet {
@@ -142,6 +132,16 @@ impl NftAction {
 
     fn set_of(&self, key: &IpNet) -> &str {
         self.names.set(matches!(key, IpNet::V6(_)))
+    }
+
+    fn set_names(&self) -> [&str; 2] {
+        [self.names.set4.as_str(), self.names.set6.as_str()]
+    }
+
+    /// Whether a rule is this jail's: it matches one of the jail's sets.
+    fn is_ours(&self, rule: &ruleset::RuleInfo) -> bool {
+        let ours = self.set_names();
+        rule.sets.iter().any(|s| ours.contains(&s.as_str()))
     }
 
     fn nft_display(&self) -> String {
@@ -236,8 +236,6 @@ impl NftAction {
         let mut batch = Batch::default();
         batch.push(ruleset::table_decl(o));
 
-        let ours = [self.names.set4.as_str(), self.names.set6.as_str()];
-        let our_rule = |r: &ruleset::RuleInfo| r.sets.iter().any(|s| ours.contains(&s.as_str()));
         let mut recreate_chain = false;
         match listing.chain(&o.chain) {
             None => batch.push(ruleset::chain_decl(o)),
@@ -271,7 +269,7 @@ impl NftAction {
                     let others = listing
                         .rules
                         .iter()
-                        .any(|r| r.chain == o.chain && !our_rule(r));
+                        .any(|r| r.chain == o.chain && !self.is_ours(r));
                     if others {
                         tracing::warn!(
                             jail = %self.spec.jail,
@@ -290,7 +288,7 @@ impl NftAction {
                 }
             }
         }
-        for r in listing.rules.iter().filter(|r| our_rule(r)) {
+        for r in listing.rules.iter().filter(|r| self.is_ours(r)) {
             if recreate_chain && r.chain == o.chain {
                 continue;
             }
@@ -375,11 +373,7 @@ impl NftAction {
             removed += rem.len();
             if rem.len() > REBUILD_OVER {
                 batch.push(format!("flush set {FAMILY} {} {set}", o.table));
-                let all: Vec<(IpNet, Option<i64>)> = desired
-                    .iter()
-                    .filter(|(k, _)| matches!(k, IpNet::V6(_)) == v6)
-                    .map(|(k, e)| (*k, self.timeout_secs(*e, now)))
-                    .collect();
+                let all = self.timed(desired.iter().map(|(k, e)| (*k, *e)), v6, now);
                 added += all.len();
                 batch.add_elements(&o.table, set, &all);
             } else {
@@ -429,10 +423,14 @@ impl NftAction {
         plan
     }
 
-    /// The elements a set must hold, with their timeouts in seconds.
-    fn desired_of(&self, v6: bool, now: Epoch) -> Vec<(IpNet, Option<i64>)> {
-        self.holdings
-            .desired_all(now)
+    /// The elements of one family among `elems`, with their timeouts in seconds.
+    fn timed(
+        &self,
+        elems: impl IntoIterator<Item = (IpNet, Option<Epoch>)>,
+        v6: bool,
+        now: Epoch,
+    ) -> Vec<(IpNet, Option<i64>)> {
+        elems
             .into_iter()
             .filter(|(k, _)| matches!(k, IpNet::V6(_)) == v6)
             .map(|(k, e)| (k, self.timeout_secs(e, now)))
@@ -455,16 +453,15 @@ impl NftAction {
                 // Cheaper than the deletions (see REBUILD_OVER), and atomic all the same.
                 rebuilt[usize::from(v6)] = true;
                 puts.push(format!("flush set {FAMILY} {} {set}", self.opts.table));
-                puts.add_elements(&self.opts.table, set, &self.desired_of(v6, now));
+                puts.add_elements(
+                    &self.opts.table,
+                    set,
+                    &self.timed(self.holdings.desired_all(now), v6, now),
+                );
                 continue;
             }
             removals.remove_elements(&self.opts.table, set, &rem);
-            let put: Vec<(IpNet, Option<i64>)> = plan
-                .put
-                .iter()
-                .filter(|(k, _)| matches!(k, IpNet::V6(_)) == v6)
-                .map(|(k, e)| (*k, self.timeout_secs(*e, now)))
-                .collect();
+            let put = self.timed(plan.put.iter().copied(), v6, now);
             puts.add_elements(&self.opts.table, set, &put);
         }
         // A network replacing the addresses inside it (or the reverse) cannot go in the
@@ -519,13 +516,12 @@ impl NftAction {
     /// second transaction) once it holds no other jail's rules and no rule jumps to it.
     fn stop_plan(&self, listing: &Listing) -> StopPlan {
         let o = &self.opts;
-        let ours = [self.names.set4.as_str(), self.names.set6.as_str()];
-        let our_rule = |r: &ruleset::RuleInfo| r.sets.iter().any(|s| ours.contains(&s.as_str()));
+        let ours = self.set_names();
         let others = listing
             .sets
             .iter()
             .any(|s| !ours.contains(&s.name.as_str()))
-            || listing.rules.iter().any(|r| !our_rule(r))
+            || listing.rules.iter().any(|r| !self.is_ours(r))
             || listing.chains.iter().any(|c| c.name != o.chain);
         let mut batch = Batch::default();
         if o.hook.is_base() && !others {
@@ -536,7 +532,7 @@ impl NftAction {
                 table_removed: true,
             };
         }
-        for r in listing.rules.iter().filter(|r| our_rule(r)) {
+        for r in listing.rules.iter().filter(|r| self.is_ours(r)) {
             batch.push(format!(
                 "delete rule {FAMILY} {} {} handle {}",
                 o.table, r.chain, r.handle
@@ -559,7 +555,7 @@ impl NftAction {
         let chain_in_use = listing
             .rules
             .iter()
-            .any(|r| (r.chain == o.chain && !our_rule(r)) || r.jumps.contains(&o.chain));
+            .any(|r| (r.chain == o.chain && !self.is_ours(r)) || r.jumps.contains(&o.chain));
         let chain_removal = (listing.chain(&o.chain).is_some() && !chain_in_use).then(|| {
             let mut b = Batch::default();
             b.push(format!("delete chain {FAMILY} {} {}", o.table, o.chain));
@@ -751,18 +747,9 @@ mod tests {
     use super::*;
 
     fn action(params: &[(&str, &str)]) -> NftAction {
-        NftAction::new(JailSpec {
-            jail: "sshd".into(),
-            ports: PortSpec::parse("ssh").unwrap(),
-            protocols: vec!["tcp".into()],
-            kill_states: KillScope::Auto,
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        })
-        .unwrap()
-        .with_clock(|| 1000)
+        NftAction::new(crate::firewall::test_spec("ssh", &["tcp"], params))
+            .unwrap()
+            .with_clock(|| 1000)
     }
 
     fn n(s: &str) -> IpNet {

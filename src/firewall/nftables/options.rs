@@ -453,16 +453,7 @@ mod tests {
     use super::*;
 
     fn spec(params: &[(&str, &str)]) -> JailSpec {
-        JailSpec {
-            jail: "sshd".into(),
-            ports: PortSpec::parse("ssh").unwrap(),
-            protocols: vec!["tcp".into()],
-            kill_states: KillScope::Auto,
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
+        crate::firewall::test_spec("ssh", &["tcp"], params)
     }
 
     #[test]

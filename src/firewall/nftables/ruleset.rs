@@ -459,20 +459,9 @@ fn parse_item(v: &Value) -> Result<ElemItem, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::{JailSpec, KillScope};
 
     fn opts(ports: &str, protos: &[&str], params: &[(&str, &str)]) -> NftOptions {
-        NftOptions::from_spec(&JailSpec {
-            jail: "sshd".into(),
-            ports: PortSpec::parse(ports).unwrap(),
-            protocols: protos.iter().map(|p| p.to_string()).collect(),
-            kill_states: KillScope::Auto,
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        })
-        .unwrap()
+        NftOptions::from_spec(&crate::firewall::test_spec(ports, protos, params)).unwrap()
     }
 
     #[test]

@@ -352,21 +352,10 @@ impl PfConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn spec(ports: &str, params: &[(&str, &str)]) -> JailSpec {
-        JailSpec {
-            jail: "sshd".into(),
-            ports: PortSpec::parse(ports).unwrap(),
-            protocols: vec!["tcp".into()],
-            kill_states: KillScope::Auto,
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-        }
+        crate::firewall::test_spec(ports, &["tcp"], params)
     }
 
     #[test]

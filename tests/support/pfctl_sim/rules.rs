@@ -405,27 +405,11 @@ pub fn load_rules(
         .iter()
         .find(|d| d.addrs.iter().flatten().any(|(n, _)| !n.is_valid()))
     {
-        let why = match ctx.os {
-            Os::FreeBsd => Errno::Einval.strerror(),
-            Os::OpenBsd => pf_strerror(Errno::Einval),
-        };
-        ctx.err.push_str(&format!(
-            "{fname}:{}: cannot define table {}: {why}\n",
-            def.line, def.name
-        ));
-        return Err(syntax_exit(ctx));
+        return Err(define_failed(ctx, &fname, def, Errno::Einval));
     }
     let mut next = st.clone();
     if let Err(def) = define_tables(&mut next, ctx.os, anchor, &parsed.tables, ctx.now) {
-        let why = match ctx.os {
-            Os::FreeBsd => Errno::Enomem.strerror(),
-            Os::OpenBsd => pf_strerror(Errno::Enomem),
-        };
-        ctx.err.push_str(&format!(
-            "{fname}:{}: cannot define table {}: {why}\n",
-            def.line, def.name
-        ));
-        return Err(syntax_exit(ctx));
+        return Err(define_failed(ctx, &fname, def, Errno::Enomem));
     }
     if !tables_only {
         next.anchor_mut(anchor).rules = parsed.rules;
@@ -439,6 +423,20 @@ pub fn load_rules(
     next.prune();
     *st = next;
     Ok(())
+}
+
+/// A table definition the kernel refused: FreeBSD prints the errno's text, OpenBSD
+/// `pf_strerror()`'s.
+fn define_failed(ctx: &mut Ctx, fname: &str, def: &TableDef, e: Errno) -> Exit {
+    let why = match ctx.os {
+        Os::FreeBsd => e.strerror(),
+        Os::OpenBsd => pf_strerror(e),
+    };
+    ctx.err.push_str(&format!(
+        "{fname}:{}: cannot define table {}: {why}\n",
+        def.line, def.name
+    ));
+    syntax_exit(ctx)
 }
 
 fn syntax_exit(ctx: &mut Ctx) -> Exit {
