@@ -21,7 +21,7 @@ pub mod model;
 mod options;
 mod source;
 mod store;
-mod tags;
+pub(crate) mod tags;
 #[cfg(test)]
 mod tests;
 

@@ -22,7 +22,7 @@ const MAX_LEN: usize = 4 << 20;
 
 /// Finds the next `<name>` at or after byte `from`: a name is one or more characters other
 /// than space, `<` and `>`.
-fn find_tag(value: &str, from: usize) -> Option<(usize, usize)> {
+pub(crate) fn find_tag(value: &str, from: usize) -> Option<(usize, usize)> {
     let bytes = value.as_bytes();
     let mut i = from;
     while i < bytes.len() {

@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::tags::find_tag;
+
 /// How many times one tag may be substituted while rendering one string before the
 /// definitions are considered self-referencing.
 const MAX_REPLACE: usize = 25;
@@ -17,27 +19,6 @@ const MAX_REPLACE: usize = 25;
 pub enum TagError {
     #[error("tag <{tag}> refers to itself (through {chain})")]
     Recursive { tag: String, chain: String },
-}
-
-/// Finds the next `<name>` (no spaces or angle brackets inside) at or after `from`.
-fn next_tag(s: &str, from: usize) -> Option<(usize, usize)> {
-    let bytes = s.as_bytes();
-    let mut i = from;
-    while i < bytes.len() {
-        if bytes[i] == b'<' {
-            let mut j = i + 1;
-            while j < bytes.len() && !matches!(bytes[j], b' ' | b'<' | b'>') {
-                j += 1;
-            }
-            if j < bytes.len() && bytes[j] == b'>' && j > i + 1 {
-                return Some((i, j + 1));
-            }
-            i = j;
-        } else {
-            i += 1;
-        }
-    }
-    None
 }
 
 fn builtin(tag: &str) -> Option<String> {
@@ -70,7 +51,7 @@ pub fn render_static(
     let mut value = template.to_string();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut pos = 0;
-    while let Some((start, end)) = next_tag(&value, pos) {
+    while let Some((start, end)) = find_tag(&value, pos) {
         let tag = &value[start + 1..end - 1];
         let repl = family
             .and_then(|f| props.get(&format!("{tag}?family={f}")))
@@ -178,7 +159,7 @@ pub fn render_dynamic(
         }
     };
     let mut pos = 0;
-    while let Some((start, end)) = next_tag(cmd, pos) {
+    while let Some((start, end)) = find_tag(cmd, pos) {
         out.push_str(&cmd[pos..start]);
         let tag = &cmd[start + 1..end - 1];
         if let Some(v) = values.get(tag) {
