@@ -114,7 +114,7 @@ impl LineProcessor {
                 // The template matched nothing (an optional date): the previous date if it is
                 // recent, else now.
                 template = Some(m.template);
-                time = Some(match self.recent_last(now) {
+                time = Some(match recent(&self.last, now) {
                     Some((t, _)) => t,
                     None => now,
                 });
@@ -122,13 +122,11 @@ impl LineProcessor {
             None => {}
         }
         let no_date = time.is_none();
-        let last_text;
         if no_date {
-            if let Some((t, text)) = self.recent_last(now) {
-                last_text = text;
+            if let Some((t, text)) = recent(&self.last, now) {
                 parts = LineParts {
                     before: "",
-                    date: &last_text,
+                    date: text,
                     after: line,
                 };
                 time = Some(t);
@@ -172,13 +170,15 @@ impl LineProcessor {
             no_date: false,
         }
     }
+}
 
-    fn recent_last(&self, now: Timestamp) -> Option<(Timestamp, String)> {
-        self.last
-            .as_ref()
-            .filter(|(t, _)| *t > now - LAST_DATE_REUSE)
-            .cloned()
-    }
+/// The last date and its text, when recent enough to lend to a dateless line. Borrowed
+/// from the processor's field alone, so the line can go to the filter state without a
+/// copy of the text.
+fn recent(last: &Option<(Timestamp, String)>, now: Timestamp) -> Option<(Timestamp, &str)> {
+    last.as_ref()
+        .filter(|(t, _)| *t > now - LAST_DATE_REUSE)
+        .map(|(t, text)| (*t, text.as_str()))
 }
 
 /// Why a filter configuration cannot be turned into a processor.
