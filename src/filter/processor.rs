@@ -99,15 +99,7 @@ impl LineProcessor {
                 };
                 if m.parsed {
                     time = Some(m.time);
-                    // The text is kept in the same memory from line to line.
-                    match &mut self.last {
-                        Some((t, text)) => {
-                            *t = m.time;
-                            text.clear();
-                            text.push_str(&line[m.span]);
-                        }
-                        None => self.last = Some((m.time, line[m.span].to_string())),
-                    }
+                    remember(&mut self.last, m.time, &line[m.span]);
                 }
             }
             Some(m) => {
@@ -155,20 +147,26 @@ impl LineProcessor {
             after: line,
         };
         let result = self.state.process_parts(parts, time, self.check_all);
-        match &mut self.last {
-            Some((t, text)) => {
-                *t = time;
-                text.clear();
-                text.push_str(date_text);
-            }
-            None => self.last = Some((time, date_text.to_string())),
-        }
+        remember(&mut self.last, time, date_text);
         Processed {
             result,
             time: Some(time),
             template: None,
             no_date: false,
         }
+    }
+}
+
+/// Stores the line's date as the last one; the text is kept in the same memory from line
+/// to line.
+fn remember(last: &mut Option<(Timestamp, String)>, time: Timestamp, date_text: &str) {
+    match last {
+        Some((t, text)) => {
+            *t = time;
+            text.clear();
+            text.push_str(date_text);
+        }
+        None => *last = Some((time, date_text.to_string())),
     }
 }
 
