@@ -48,6 +48,16 @@ fn oracle() -> &'static Value {
     })
 }
 
+/// Fails with the count of disagreements and the first `show` of them.
+fn assert_agree(disagreements: &[String], show: usize) {
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements:\n{}",
+        disagreements.len(),
+        disagreements[..disagreements.len().min(show)].join("\n")
+    );
+}
+
 fn usedns(s: &str) -> UseDnsMode {
     match s {
         "yes" => UseDnsMode::Yes,
@@ -344,17 +354,7 @@ fn stock_regexes_agree_with_python_re_on_their_sample_lines() {
         compared > 10_000 && matched > 1_000,
         "{compared} / {matched}"
     );
-    assert!(
-        disagreements.is_empty(),
-        "{} disagreements:\n{}",
-        disagreements.len(),
-        disagreements
-            .iter()
-            .take(40)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_agree(&disagreements, 40);
 }
 
 #[test]
@@ -402,17 +402,7 @@ fn stock_regexes_agree_with_python_re_across_all_sample_texts() {
         disagreements.len()
     );
     assert!(hits > 5_000, "{hits}");
-    assert!(
-        disagreements.is_empty(),
-        "{} disagreements:\n{}",
-        disagreements.len(),
-        disagreements
-            .iter()
-            .take(40)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_agree(&disagreements, 40);
 }
 
 /// A pipeline result as comparable JSON: `[regex, id, {fields}, users, matches]` per failure.
@@ -520,17 +510,7 @@ fn filter_pipeline_agrees_with_fail2ban_on_sample_logs() {
         disagreements.len()
     );
     assert!(lines > 1_300 && failures > 800, "{lines} / {failures}");
-    assert!(
-        disagreements.is_empty(),
-        "{} disagreements:\n{}",
-        disagreements.len(),
-        disagreements
-            .iter()
-            .take(30)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_agree(&disagreements, 30);
 }
 
 fn usedns_name(u: UseDnsMode) -> &'static str {

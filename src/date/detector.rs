@@ -428,8 +428,9 @@ impl DateDetector {
         // Offsets are Python's, in characters; in an ASCII stretch they are byte offsets.
         let ascii = ascii_prefix(line);
         let n = self.order.len();
-        let mut best: Option<(Hit<'t>, usize, usize)> = None; // hit, distance, index
-        let mut winner: Option<(Hit<'t>, usize)> = None;
+        // Hit, character offset of its start (distance), index in the order.
+        let mut best: Option<(Hit<'t>, usize, usize)> = None;
+        let mut winner: Option<(Hit<'t>, usize, usize)> = None;
         let mut skip = usize::MAX;
 
         if let Some(i) = self.last_index.filter(|i| *i < n) {
@@ -450,7 +451,7 @@ impl DateDetector {
                 let start = char_index(line, hit.start, ascii);
                 let end = char_index(line, hit.end, ascii);
                 if n == 1 || anchored || (start == self.last_start.at && end == self.last_end.at) {
-                    winner = Some((hit, i));
+                    winner = Some((hit, start, i));
                 } else {
                     // Same template, different place: maybe another format now; look
                     // through all before settling for it.
@@ -470,7 +471,7 @@ impl DateDetector {
                 if let Some(hit) = self.search(template, line, 0, line.len()) {
                     let distance = char_index(line, hit.start, ascii);
                     if i + 1 >= n || self.templates[template].anchored() {
-                        winner = Some((hit, i));
+                        winner = Some((hit, distance, i));
                         break;
                     }
                     // At the line start after earlier wins, and the next template has
@@ -479,7 +480,7 @@ impl DateDetector {
                         && self.order[i].hits > 0
                         && self.found[self.order[i + 1].template] == 0
                     {
-                        winner = Some((hit, i));
+                        winner = Some((hit, distance, i));
                         break;
                     }
                     if distance > self.order[i].distance || distance > self.last_start.at {
@@ -491,18 +492,17 @@ impl DateDetector {
                         i += 1;
                         continue;
                     }
-                    winner = Some((hit, i));
+                    winner = Some((hit, distance, i));
                     break;
                 }
                 i += 1;
             }
             if winner.is_none() {
-                winner = best.map(|(hit, _, i)| (hit, i));
+                winner = best;
             }
         }
 
-        let (hit, mut i) = winner?;
-        let start = char_index(line, hit.start, ascii);
+        let (hit, start, mut i) = winner?;
         let end = char_index(line, hit.end, ascii);
         let entry = &mut self.order[i];
         entry.hits += 1;

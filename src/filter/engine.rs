@@ -148,6 +148,12 @@ pub struct PatternList {
     backtrack_limit: usize,
 }
 
+/// Whether `hay` has a newline before its last byte (a multi-line text).
+fn inner_newline(hay: &[u8]) -> bool {
+    hay.get(..hay.len().saturating_sub(1))
+        .is_some_and(|h| h.contains(&b'\n'))
+}
+
 fn meta_config(kind: MatchKind, groups: bool, unicode: bool) -> meta::Config {
     meta::Config::new()
         .match_kind(kind)
@@ -431,9 +437,7 @@ impl PatternList {
         if from >= self.entries.len() {
             return None;
         }
-        let inner_newline = hay
-            .get(..hay.len().saturating_sub(1))
-            .is_some_and(|h| h.contains(&b'\n'));
+        let inner_newline = inner_newline(hay);
         let fast = if inner_newline && self.any_plain_dollar {
             self.fast_generic(scratch, hay, from, true, stats)
         } else if from == 0 {
@@ -467,9 +471,7 @@ impl PatternList {
             scratch.all.extend_from_slice(&scratch.candidates);
             scratch.all_ready = true;
         }
-        let inner_newline = hay
-            .get(..hay.len().saturating_sub(1))
-            .is_some_and(|h| h.contains(&b'\n'));
+        let inner_newline = inner_newline(hay);
         let all = std::mem::take(&mut scratch.all);
         let fast = all
             .iter()

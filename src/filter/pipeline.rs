@@ -295,9 +295,10 @@ impl Filter {
             });
         }
         // The content shortcut needs one-line texts.
+        // The prefregex's expansion is the first engine entry's.
         let content_finder = match (&spec.prefregex, spec.maxlines) {
-            (Some(p), 1) => translate::content_prefix(
-                &tags::localise_global_flags(&tags::expand(p, spec.usedns)),
+            (Some(_), 1) => translate::content_prefix(
+                &engines[0].expanded,
                 TranslateOptions {
                     multiline: false,
                     unicode: spec.unicode,

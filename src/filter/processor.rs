@@ -99,22 +99,14 @@ impl LineProcessor {
                 };
                 if m.parsed {
                     time = Some(m.time);
-                    // The text is kept in the same memory from line to line.
-                    match &mut self.last {
-                        Some((t, text)) => {
-                            *t = m.time;
-                            text.clear();
-                            text.push_str(&line[m.span]);
-                        }
-                        None => self.last = Some((m.time, line[m.span].to_string())),
-                    }
+                    remember(&mut self.last, m.time, &line[m.span]);
                 }
             }
             Some(m) => {
                 // The template matched nothing (an optional date): the previous date if it is
                 // recent, else now.
                 template = Some(m.template);
-                time = Some(match self.recent_last(now) {
+                time = Some(match recent(&self.last, now) {
                     Some((t, _)) => t,
                     None => now,
                 });
@@ -122,13 +114,11 @@ impl LineProcessor {
             None => {}
         }
         let no_date = time.is_none();
-        let last_text;
         if no_date {
-            if let Some((t, text)) = self.recent_last(now) {
-                last_text = text;
+            if let Some((t, text)) = recent(&self.last, now) {
                 parts = LineParts {
                     before: "",
-                    date: &last_text,
+                    date: text,
                     after: line,
                 };
                 time = Some(t);
@@ -157,14 +147,7 @@ impl LineProcessor {
             after: line,
         };
         let result = self.state.process_parts(parts, time, self.check_all);
-        match &mut self.last {
-            Some((t, text)) => {
-                *t = time;
-                text.clear();
-                text.push_str(date_text);
-            }
-            None => self.last = Some((time, date_text.to_string())),
-        }
+        remember(&mut self.last, time, date_text);
         Processed {
             result,
             time: Some(time),
@@ -172,13 +155,28 @@ impl LineProcessor {
             no_date: false,
         }
     }
+}
 
-    fn recent_last(&self, now: Timestamp) -> Option<(Timestamp, String)> {
-        self.last
-            .as_ref()
-            .filter(|(t, _)| *t > now - LAST_DATE_REUSE)
-            .cloned()
+/// Stores the line's date as the last one; the text is kept in the same memory from line
+/// to line.
+fn remember(last: &mut Option<(Timestamp, String)>, time: Timestamp, date_text: &str) {
+    match last {
+        Some((t, text)) => {
+            *t = time;
+            text.clear();
+            text.push_str(date_text);
+        }
+        None => *last = Some((time, date_text.to_string())),
     }
+}
+
+/// The last date and its text, when recent enough to lend to a dateless line. Borrowed
+/// from the processor's field alone, so the line can go to the filter state without a
+/// copy of the text.
+fn recent(last: &Option<(Timestamp, String)>, now: Timestamp) -> Option<(Timestamp, &str)> {
+    last.as_ref()
+        .filter(|(t, _)| *t > now - LAST_DATE_REUSE)
+        .map(|(t, text)| (*t, text.as_str()))
 }
 
 /// Why a filter configuration cannot be turned into a processor.

@@ -719,8 +719,13 @@ impl Emitter<'_> {
     }
 
     fn literal(&mut self, c: char) {
+        self.escaped(c, META);
+    }
+
+    /// `c` as written in a pattern, a backslash before the characters of `meta`.
+    fn escaped(&mut self, c: char, meta: &str) {
         if c.is_ascii() {
-            if META.contains(c) {
+            if meta.contains(c) {
                 self.out.push('\\');
                 self.out.push(c);
             } else if c.is_ascii_graphic() || c == ' ' {
@@ -745,18 +750,7 @@ impl Emitter<'_> {
     }
 
     fn class_char(&mut self, c: char) {
-        if c.is_ascii() {
-            if "\\[]^-&~".contains(c) {
-                self.out.push('\\');
-                self.out.push(c);
-            } else if c.is_ascii_graphic() || c == ' ' {
-                self.out.push(c);
-            } else {
-                self.control(c);
-            }
-        } else {
-            self.out.push(c);
-        }
+        self.escaped(c, "\\[]^-&~");
     }
 
     fn class(&mut self, cls: &Class) {
