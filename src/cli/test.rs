@@ -315,16 +315,9 @@ struct Resolver {
 
 impl Resolver {
     fn lookup(&mut self, host: &str) -> &[std::net::IpAddr] {
-        use std::net::ToSocketAddrs;
-        self.cache.entry(host.to_string()).or_insert_with(|| {
-            let mut ips: Vec<std::net::IpAddr> = (host, 0)
-                .to_socket_addrs()
-                .map(|a| a.map(|s| s.ip()).collect())
-                .unwrap_or_default();
-            ips.sort();
-            ips.dedup();
-            ips
-        })
+        self.cache
+            .entry(host.to_string())
+            .or_insert_with(|| crate::jail::dns::system_lookup(host))
     }
 }
 

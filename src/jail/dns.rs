@@ -45,7 +45,8 @@ impl std::fmt::Debug for Resolver {
     }
 }
 
-fn system_lookup(name: &str) -> Vec<IpAddr> {
+/// The system resolver's addresses for `name`, sorted, without duplicates (none on error).
+pub(crate) fn system_lookup(name: &str) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = (name, 0)
         .to_socket_addrs()
         .map(|it| it.map(|sa| sa.ip()).collect())
