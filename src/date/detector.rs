@@ -17,7 +17,7 @@ use jiff::tz::TimeZone;
 use super::error::DateError;
 use super::fields::{CivilNow, LocalZone};
 use super::native::NativeMatch;
-use super::native::YearRange;
+use super::native::{YearRange, two_digit_second};
 use super::pattern::LINE_BEGIN;
 use super::template::{
     Found, Hit, Template, contains_date_keyword, date_templates, default_templates, none_template,
@@ -95,6 +95,8 @@ pub struct DateDetector {
     starts_valid: bool,
     /// The last line-start match of a native template, with the bytes it depended on.
     start_memo: StartMemo,
+    /// A native match's memory, kept from the last line for the next.
+    spare: Option<Box<NativeMatch>>,
 }
 
 /// A native template's match at the line start depends only on the bytes its search
@@ -112,15 +114,23 @@ struct StartMemo {
 
 impl StartMemo {
     fn get(&self, template: usize, line: &str) -> Option<&NativeMatch> {
+        if self.template != Some(template) {
+            return None;
+        }
+        let found = self.found.as_ref()?;
         let b = line.as_bytes();
-        let same = if self.whole {
-            b == self.key.as_slice()
-        } else {
-            b.len() >= self.key.len() && b[..self.key.len()] == *self.key
-        };
-        (self.template == Some(template) && same)
-            .then_some(self.found.as_ref())
-            .flatten()
+        let k = self.key.as_slice();
+        if (self.whole && b.len() != k.len()) || b.len() < k.len() {
+            return None;
+        }
+        let b = &b[..k.len()];
+        if b == k {
+            return Some(found);
+        }
+        // The same line start but for the seconds: the same match.
+        let at = found.shiftable_second(k)?;
+        (b[..at] == k[..at] && b[at + 2..] == k[at + 2..] && two_digit_second(b, at).is_some())
+            .then_some(found)
     }
 
     fn set(&mut self, template: usize, line: &str, m: &NativeMatch) {
@@ -141,6 +151,42 @@ struct Memo {
     second: i64,
     text: String,
     time: Option<Timestamp>,
+    shift: Option<Shift>,
+}
+
+/// For the last date: where its seconds are in its text, and the times (in seconds) a
+/// date that differs only in those seconds may take and still be the last time plus the
+/// difference: no zone transition nearby and no year inference at play.
+#[derive(Debug, Clone, Copy)]
+struct Shift {
+    at: usize,
+    lo: i64,
+    hi: i64,
+}
+
+/// How far from a zone transition a shifted time must stay: more than any change of
+/// offset, so that no civil time in between is ambiguous or skipped.
+const SHIFT_MARGIN: i64 = 26 * 3600;
+
+impl Memo {
+    /// The time of `text` by shifting the last one, when it differs only in its seconds.
+    fn shifted(&self, template: usize, second: i64, text: &str) -> Option<Timestamp> {
+        let sh = self.shift?;
+        let (a, b) = (text.as_bytes(), self.text.as_bytes());
+        if self.template != template
+            || self.second != second
+            || a.len() != b.len()
+            || a[..sh.at] != b[..sh.at]
+            || a[sh.at + 2..] != b[sh.at + 2..]
+        {
+            return None;
+        }
+        let delta = two_digit_second(a, sh.at)? - two_digit_second(b, sh.at)?;
+        let t = self.time?.as_second() + delta;
+        (sh.lo <= t && t <= sh.hi)
+            .then(|| Timestamp::from_second(t).ok())
+            .flatten()
+    }
 }
 
 /// fail2ban holds a template back for five minutes before letting another one take its
@@ -187,10 +233,12 @@ impl DateDetector {
                 second: 0,
                 text: String::new(),
                 time: None,
+                shift: None,
             },
             starts: Vec::new(),
             starts_valid: false,
             start_memo: StartMemo::default(),
+            spare: None,
         };
         let lines: Vec<&str> = datepattern
             .unwrap_or("")
@@ -330,6 +378,12 @@ impl DateDetector {
             {
                 self.memo.time
             }
+            Some(text) if let Some(t) = self.memo.shifted(template, second, text) => {
+                self.memo.text.clear();
+                self.memo.text.push_str(text);
+                self.memo.time = Some(t);
+                Some(t)
+            }
             _ => {
                 let civil_now = self.civil_now(now);
                 let time = self.templates[template].value(line, &hit, &civil_now, &mut self.zone);
@@ -339,11 +393,26 @@ impl DateDetector {
                     self.memo.text.clear();
                     self.memo.text.push_str(text);
                     self.memo.time = time;
+                    self.memo.shift = match (&hit.found, time) {
+                        (Found::Native(m), Some(t)) if self.templates[template].fields_value() => {
+                            let at = m
+                                .shiftable_second(line.as_bytes())
+                                .and_then(|at| at.checked_sub(span.start))
+                                .filter(|at| at + 2 <= span.len());
+                            at.zip(self.shift_window(t, now))
+                                .map(|(at, (lo, hi))| Shift { at, lo, hi })
+                        }
+                        _ => None,
+                    };
                 }
                 time
             }
         };
-        self.templates[template].recycle(hit);
+        match hit.found {
+            // The memory of a native match serves the next line-start memo hit.
+            Found::Native(m) => self.spare = Some(m),
+            found => self.templates[template].recycle(Hit { found, ..hit }),
+        }
         match time {
             Some(time) => Some(DateMatch {
                 time,
@@ -353,6 +422,33 @@ impl DateDetector {
             }),
             None => Some(unparsed(span)),
         }
+    }
+
+    /// The times around `t` (a date just read) that a date in the same minute may be
+    /// shifted to: far from any transition of the detector's zone, and not more than a
+    /// day ahead of `now` (where fail2ban would take last year's date instead).
+    fn shift_window(&self, t: Timestamp, now: Timestamp) -> Option<(i64, i64)> {
+        let zone = self.zone.zone();
+        let secs = t.as_second();
+        let mut lo = secs - 60;
+        let mut hi = secs + 60;
+        if let Some(prev) = zone.preceding(t).next() {
+            lo = lo.max(prev.timestamp().as_second() + SHIFT_MARGIN);
+        }
+        if let Some(next) = zone.following(t).next() {
+            hi = hi.min(next.timestamp().as_second() - SHIFT_MARGIN);
+        }
+        // fail2ban compares civil times: a date without a year more than a day ahead of
+        // now, in the zone, is last year's. A date of another year than now's (last
+        // year's, or written so) is left to the full computation; for the others the
+        // shifted time must stay at or before that limit.
+        if zone.to_datetime(t).year() != zone.to_datetime(now).year() {
+            return None;
+        }
+        let offset = |x: Timestamp| i64::from(zone.to_offset(x).seconds());
+        let threshold = now.as_second() + 86_400 + offset(now) - offset(t);
+        hi = hi.min(threshold);
+        (lo <= secs && secs <= hi).then_some((lo, hi))
     }
 
     /// `now` as a civil time in the detector's zone, to the whole second. Dates carry
@@ -403,11 +499,18 @@ impl DateDetector {
     fn search_line_start<'t>(&mut self, template: usize, line: &'t str) -> Option<Hit<'t>> {
         if let Some(m) = self.start_memo.get(template, line) {
             self.found[template] += 1;
+            let found = match self.spare.take() {
+                Some(mut b) => {
+                    b.as_mut().clone_from(m);
+                    b
+                }
+                None => Box::new(m.clone()),
+            };
             return Some(Hit {
                 start: m.start,
                 end: m.group.end,
                 group: Some(m.group.clone()),
-                found: Found::Native(Box::new(m.clone())),
+                found: Found::Native(found),
             });
         }
         let hit = self.search(template, line, 0, line.len());
@@ -881,6 +984,96 @@ mod tests {
             }
             assert!(hits > 1000, "{hits}");
         }
+    }
+
+    /// A date that differs from the last one only in its seconds takes the last time
+    /// plus the difference; that shortcut must give what a full reading gives, also next
+    /// to DST transitions, around the "more than a day ahead is last year" limit, at the
+    /// turn of the year and for templates with a year, a zone or a fraction.
+    #[test]
+    fn seconds_shortcut_changes_no_result() {
+        let zones = [
+            TimeZone::posix("CET-01CEST-02,M3.5.0,M10.5.0").unwrap(),
+            TimeZone::UTC,
+            TimeZone::posix("AEST-10AEDT,M10.1.0,M4.1.0/3").unwrap(),
+        ];
+        // now = 2005-08-14 12:00:00 UTC (fail2ban's test time)
+        let nows = [
+            now(),
+            Timestamp::from_second(1_111_885_000).unwrap(), // 2005-03-27 01:03 UTC
+            Timestamp::from_second(1_104_537_540).unwrap(), // 2004-12-31 23:59 UTC
+        ];
+        // Minutes around the interesting places: CET's spring and autumn changes, a day
+        // after each "now", New Year, an ordinary day.
+        let minutes = [
+            "Mar 27 01:59",
+            "Mar 27 02:00",
+            "Mar 27 02:59",
+            "Mar 27 03:00",
+            "Oct 30 01:59",
+            "Oct 30 02:00",
+            "Oct 30 02:59",
+            "Oct 30 03:00",
+            "Aug 15 11:59",
+            "Aug 15 12:00",
+            "Aug 15 13:59",
+            "Aug 15 14:00",
+            "Mar 28 01:03",
+            "Mar 28 03:03",
+            "Jan  1 00:59",
+            "Jan  1 01:00",
+            "Dec 31 23:59",
+            "Jan  1 00:00",
+            "Jun  9 10:10",
+            "Apr  3 02:59",
+            "Oct  2 02:00",
+        ];
+        let tails = ["", " 2005", ".250", " +0300", " web1 sshd[1]: x"];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut shifted = 0;
+        for zone in &zones {
+            for &now in &nows {
+                for dp in [None, Some("{^LN-BEG}"), Some("%b %d %H:%M:%S")] {
+                    let mut memo = DateDetector::new(dp, zone.clone()).unwrap();
+                    let mut fresh = DateDetector::new(dp, zone.clone()).unwrap();
+                    let mut minute = minutes[0];
+                    let mut tail = tails[0];
+                    for _ in 0..3000 {
+                        // Mostly the same minute and tail, with new seconds.
+                        if next(8) == 0 {
+                            minute = minutes[next(minutes.len())];
+                        }
+                        if next(16) == 0 {
+                            tail = tails[next(tails.len())];
+                        }
+                        let line = format!("{minute}:{:02}{tail}", next(60));
+                        fresh.memo.template = usize::MAX;
+                        fresh.memo.shift = None;
+                        fresh.start_memo = StartMemo::default();
+                        let before = memo.memo.time;
+                        let a = memo.detect(&line, now);
+                        let b = fresh.detect(&line, now);
+                        assert_eq!(
+                            a.as_ref().map(|m| (m.time, m.span.clone(), m.parsed)),
+                            b.as_ref().map(|m| (m.time, m.span.clone(), m.parsed)),
+                            "{zone:?} now={now} {dp:?} {line:?}"
+                        );
+                        shifted += usize::from(
+                            memo.memo.shift.is_some()
+                                && before.is_some()
+                                && before != memo.memo.time,
+                        );
+                    }
+                }
+            }
+        }
+        assert!(shifted > 10_000, "{shifted}");
     }
 
     #[test]

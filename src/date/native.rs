@@ -896,6 +896,22 @@ pub(crate) struct NativeMatch {
 }
 
 impl NativeMatch {
+    /// The two digits of the seconds field, when the date also names its month and day
+    /// and carries no zone, with digits 00–59: another line that differs from this one
+    /// only in those two digits (each 00–59) gets the same match, and its time differs by
+    /// the difference of the seconds (within a stretch without zone transitions).
+    pub(crate) fn shiftable_second(&self, line: &[u8]) -> Option<usize> {
+        let set = |slot: Slot| self.caps[slot as usize] != UNSET;
+        let (s, e) = self.caps[Slot::Second as usize];
+        let calendar = set(Slot::Day) && (set(Slot::Month) || set(Slot::MonthAbbr));
+        (calendar
+            && !set(Slot::Zone)
+            && s != u32::MAX
+            && e == s + 2
+            && two_digit_second(line, s as usize).is_some())
+        .then_some(s as usize)
+    }
+
     /// The recorded fields, in slot order.
     pub(crate) fn fields(&self, line: &str) -> Fields {
         let caps = self
@@ -907,6 +923,14 @@ impl NativeMatch {
         let ampm = self.caps[Slot::AmPm as usize];
         let ampm = (ampm != UNSET).then(|| Some(&line[ampm.0 as usize..ampm.1 as usize]));
         Fields::from_captures(caps, ampm)
+    }
+}
+
+/// The value of two digits 00–59 at `at`.
+pub(crate) fn two_digit_second(b: &[u8], at: usize) -> Option<i64> {
+    match b.get(at..at + 2)? {
+        [t @ b'0'..=b'5', u @ b'0'..=b'9'] => Some(i64::from((t - b'0') * 10 + (u - b'0'))),
+        _ => None,
     }
 }
 

@@ -114,6 +114,17 @@ impl Template {
         }
     }
 
+    /// Whether the template's time comes from its fields (not an epoch count).
+    pub(crate) fn fields_value(&self) -> bool {
+        matches!(
+            self.matcher,
+            Matcher::Native {
+                value: Value::Fields,
+                ..
+            }
+        )
+    }
+
     /// Done with a hit of this template: its search memory can serve the next search.
     pub(crate) fn recycle(&mut self, hit: Hit<'_>) {
         if let (Matcher::Regex(re), Found::Regex(m)) = (&mut self.matcher, hit.found) {
