@@ -15,8 +15,9 @@ use std::sync::OnceLock;
 
 use fancy_regex::{BytesMode, RegexBuilder};
 use regex_automata::Span;
+use regex_automata::dfa::{Automaton as _, StartKind, dense};
 use regex_automata::meta;
-use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::util::captures::Captures;
 use regex_automata::util::prefilter::Prefilter;
 use regex_automata::{Anchored, Input, MatchKind, PatternSet};
@@ -138,6 +139,17 @@ pub struct PatternList {
     /// literal search says so faster than the automaton, which must read the whole text
     /// when a pattern is not anchored. None when a pattern has no such literals.
     required: Option<Prefilter>,
+    /// When every fast pattern and fallback screen is tied to the text's start: literals
+    /// of which every match begins with one. A text that begins with none matches nothing,
+    /// and an anchored literal check says so in a few nanoseconds, where the automaton
+    /// search costs a call and a walk into the text (most lines of a log begin with none).
+    prefixes: Option<StartLiterals>,
+    /// When every fast pattern is tied to the text's start: for each fast entry, the
+    /// later fast entries that may match the same text (their start literals are not
+    /// exclusive). In check-all mode the leftmost-first automaton then names the lowest
+    /// entry that matches, and only those need their own test, where an overlapping
+    /// search costs about twice a leftmost-first one.
+    co_match: Option<Vec<Vec<usize>>>,
     /// For each entry index, whether an unanchored fast pattern comes before it.
     unanchored_before: Vec<bool>,
     /// Fallback entries without a screen (always run when in range).
@@ -151,7 +163,7 @@ pub struct PatternList {
 /// Whether `hay` has a newline before its last byte (a multi-line text).
 fn inner_newline(hay: &[u8]) -> bool {
     hay.get(..hay.len().saturating_sub(1))
-        .is_some_and(|h| h.contains(&b'\n'))
+        .is_some_and(|h| memchr::memchr(b'\n', h).is_some())
 }
 
 fn meta_config(kind: MatchKind, groups: bool, unicode: bool) -> meta::Config {
@@ -311,6 +323,35 @@ impl PatternList {
         } else {
             None
         };
+        let prefixes = if unscreened.is_empty() {
+            start_literals(fast_hirs.iter().chain(&screen_hirs))
+                .map(|sets| StartLiterals::new(sets.into_iter().flatten().collect()))
+        } else {
+            None
+        };
+        let co_match = fast_hirs
+            .iter()
+            .all(|h| h.properties().look_set_prefix().contains(Look::Start))
+            .then(|| {
+                let sets: Vec<Option<Vec<Vec<u8>>>> = fast_hirs
+                    .iter()
+                    .map(|h| start_literals(std::iter::once(h)).map(|mut v| v.remove(0)))
+                    .collect();
+                let exclusive = |a: &Option<Vec<Vec<u8>>>, b: &Option<Vec<Vec<u8>>>| match (a, b) {
+                    (Some(a), Some(b)) => a
+                        .iter()
+                        .all(|x| b.iter().all(|y| !x.starts_with(y) && !y.starts_with(x))),
+                    _ => false,
+                };
+                let mut by_entry = vec![Vec::new(); entries.len()];
+                for (i, &ei) in fast_entries.iter().enumerate() {
+                    by_entry[ei] = (i + 1..fast_entries.len())
+                        .filter(|&j| !exclusive(&sets[i], &sets[j]))
+                        .map(|j| fast_entries[j])
+                        .collect();
+                }
+                by_entry
+            });
         let mut unanchored_before = Vec::with_capacity(entries.len());
         let mut seen = false;
         for e in &entries {
@@ -329,6 +370,8 @@ impl PatternList {
             screens,
             any,
             required,
+            prefixes,
+            co_match,
             unanchored_before,
             unscreened,
             fallback_indices,
@@ -390,6 +433,9 @@ impl PatternList {
         if !self.unscreened.is_empty() {
             return true;
         }
+        if !self.starts_right(hay) {
+            return false;
+        }
         if let Some(pre) = &self.required
             && pre.find(hay, Span::from(0..hay.len())).is_none()
         {
@@ -401,6 +447,64 @@ impl PatternList {
                 .is_some(),
             _ => false,
         }
+    }
+
+    /// [`PatternList::may_match`] for a caller about to try every regex on `hay`
+    /// ([`PatternList::search_next`]): the fast entries that match are found with the same
+    /// automaton pass that screens the text, and kept in `scratch` for the search.
+    pub fn may_match_all(&self, scratch: &mut Scratch, hay: &[u8]) -> bool {
+        let screened_out = self.unscreened.is_empty()
+            && (!self.starts_right(hay)
+                || self
+                    .required
+                    .as_ref()
+                    .is_some_and(|pre| pre.find(hay, Span::from(0..hay.len())).is_none()));
+        if screened_out {
+            scratch.all.clear();
+            scratch.all_ready = true;
+            return false;
+        }
+        match (&self.co_match, &self.combined, scratch.combined.as_mut()) {
+            (Some(co), Some(combined), Some(cache)) if !inner_newline(hay) => {
+                scratch.all.clear();
+                let winner = combined
+                    .re
+                    .search_half_with(cache, &Input::new(hay))
+                    .map(|m| combined.entry_of[m.pattern().as_usize()]);
+                if let Some(w) = winner {
+                    scratch.all.push(w);
+                    for &j in &co[w] {
+                        if self.fast_matches(scratch, j, hay) {
+                            scratch.all.push(j);
+                        }
+                    }
+                }
+            }
+            _ => {
+                self.fast_candidates(scratch, hay);
+                scratch.all.clear();
+                scratch.all.extend_from_slice(&scratch.candidates);
+            }
+        }
+        scratch.all_ready = true;
+        if !scratch.all.is_empty() || !self.unscreened.is_empty() {
+            return true;
+        }
+        match (&self.screens, scratch.screens.as_mut()) {
+            (Some(screens), Some((cache, set))) => {
+                set.clear();
+                screens
+                    .re
+                    .which_overlapping_matches_with(cache, &Input::new(hay), set);
+                !set.is_empty()
+            }
+            _ => false,
+        }
+    }
+
+    /// False when the list's start literals say no regex can match `hay`.
+    fn starts_right(&self, hay: &[u8]) -> bool {
+        self.prefixes.as_ref().is_none_or(|p| p.any_starts(hay))
     }
 
     /// Heap bytes of the compiled automata (fancy-regex does not report its size).
@@ -562,6 +666,17 @@ impl PatternList {
             .extend(set.iter().map(|p| all.entry_of[p.as_usize()]));
     }
 
+    /// Whether fast entry `index` matches `hay` (its own automaton, no groups).
+    fn fast_matches(&self, scratch: &mut Scratch, index: usize, hay: &[u8]) -> bool {
+        let Exec::Fast { single, .. } = &self.entries[index].exec else {
+            return false;
+        };
+        let Some((cache, _)) = scratch.singles[index].as_mut() else {
+            return false;
+        };
+        single.search_half_with(cache, &Input::new(hay)).is_some()
+    }
+
     /// Groups of fast entry `index`, known to match (or, with an inner newline and a
     /// plain `$`, possibly only matching the fast form).
     fn fast_exact(
@@ -698,6 +813,71 @@ impl PatternList {
     }
 }
 
+/// For each pattern, literals of which every match begins with one, when each pattern is
+/// tied to the text's start (`^`, not multi-line) and has a finite set of non-empty
+/// prefixes (`regex-syntax`'s extractor: every match begins with one of them when the set
+/// is finite, exact or not). None otherwise, or when there would be more than
+/// [`MAX_REQUIRED`] in all.
+fn start_literals<'h>(
+    hirs: impl Iterator<Item = &'h regex_syntax::hir::Hir>,
+) -> Option<Vec<Vec<Vec<u8>>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let mut out: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut total = 0;
+    for hir in hirs {
+        if !hir.properties().look_set_prefix().contains(Look::Start) {
+            return None;
+        }
+        let seq = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
+        let lits = seq.literals()?;
+        if lits.is_empty() || lits.iter().any(|l| l.as_bytes().is_empty()) {
+            return None;
+        }
+        total += lits.len();
+        if total > MAX_REQUIRED {
+            return None;
+        }
+        out.push(lits.iter().map(|l| l.as_bytes().to_vec()).collect());
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// A set of literals, tested against the start of a text: the literals with the text's
+/// first byte, compared in turn (a handful at most for a filter's regexes).
+#[derive(Debug)]
+struct StartLiterals {
+    /// Sorted and deduplicated, so that the literals of one first byte are together.
+    lits: Vec<Vec<u8>>,
+    /// For each first byte, the range of `lits` that begin with it.
+    by_first: Box<[(u16, u16); 256]>,
+}
+
+impl StartLiterals {
+    fn new(mut lits: Vec<Vec<u8>>) -> StartLiterals {
+        lits.sort_unstable();
+        lits.dedup();
+        let mut by_first = Box::new([(0u16, 0u16); 256]);
+        for (i, l) in lits.iter().enumerate() {
+            let e = &mut by_first[usize::from(l[0])];
+            if e.0 == e.1 {
+                e.0 = i as u16;
+            }
+            e.1 = i as u16 + 1;
+        }
+        StartLiterals { lits, by_first }
+    }
+
+    fn any_starts(&self, hay: &[u8]) -> bool {
+        let Some(&b) = hay.first() else {
+            return false;
+        };
+        let (s, e) = self.by_first[usize::from(b)];
+        self.lits[usize::from(s)..usize::from(e)]
+            .iter()
+            .any(|l| hay.starts_with(l))
+    }
+}
+
 /// The most literals a list's literal screen holds.
 const MAX_REQUIRED: usize = 128;
 /// The shortest literal worth a literal screen: shorter ones occur in most texts.
@@ -744,6 +924,10 @@ fn required_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
 #[derive(Debug)]
 pub struct ContentFinder {
     re: meta::Regex,
+    /// The same search on a fully built DFA, when it is small (the common prefixes are a
+    /// few hundred kilobytes): about twice as fast as the lazy DFA behind `re`, which
+    /// every line of a source pays for.
+    dense: Option<dense::DFA<Vec<u32>>>,
     /// The part before the content with its groups: cheaper than the whole prefregex for
     /// the groups a failregex match needs (its span is only the line's prefix).
     groups: meta::Regex,
@@ -769,6 +953,10 @@ pub struct ContentCache {
     /// (content start, the bytes the group search saw, its groups).
     recent: Vec<(usize, Vec<u8>, Option<Hit>)>,
     next: usize,
+    /// The last dense search: the bytes it read (all of the text when `whole`) and the
+    /// end it found. A text that begins with the same bytes gets the same answer: lines
+    /// of a log mostly begin alike (host, daemon and pid) up to where the DFA gives up.
+    find_memo: Option<(Vec<u8>, bool, Option<usize>)>,
 }
 
 /// What a [`ContentFinder`] learnt about a text.
@@ -792,6 +980,7 @@ impl ContentFinder {
             .is_empty();
         Ok(ContentFinder {
             re: build(&[&prefix.hir], MatchKind::LeftmostFirst, false, unicode)?,
+            dense: build_dense(&prefix.hir),
             groups: build(
                 &[&prefix.groups_hir],
                 MatchKind::LeftmostFirst,
@@ -819,11 +1008,14 @@ impl ContentFinder {
             locs: self.groups_pcre.as_ref().map(|re| re.capture_locations()),
             recent: Vec::new(),
             next: 0,
+            find_memo: None,
         }
     }
 
     pub fn memory_usage(&self) -> usize {
-        self.re.memory_usage() + self.groups.memory_usage()
+        self.re.memory_usage()
+            + self.groups.memory_usage()
+            + self.dense.as_ref().map_or(0, |d| d.memory_usage())
     }
 
     /// Groups of the part before the content, for a text [`ContentFinder::find`] placed.
@@ -883,16 +1075,112 @@ impl ContentFinder {
         let Some(last) = hay.len().checked_sub(1) else {
             return ContentStart::Unknown;
         };
-        if hay[last] != b'\n' || hay[..last].contains(&b'\n') {
+        if hay[last] != b'\n' || memchr::memchr(b'\n', &hay[..last]).is_some() {
             return ContentStart::Unknown;
         }
         // Only the end of the match is needed: no reverse scan for its start.
-        match self.re.search_half_with(&mut cache.find, &Input::new(hay)) {
+        let end = match &self.dense {
+            Some(dfa) => match dense_end(dfa, &mut cache.find_memo, hay) {
+                Some(end) => end,
+                // A dense DFA built without quit bytes cannot fail; answer safely anyway.
+                None => return ContentStart::Unknown,
+            },
+            None => self
+                .re
+                .search_half_with(&mut cache.find, &Input::new(hay))
+                .map(|m| m.offset()),
+        };
+        match end {
             None => ContentStart::NoMatch,
-            Some(m) if m.offset() + self.min as usize <= last => ContentStart::At(m.offset()),
+            Some(end) if end + self.min as usize <= last => ContentStart::At(end),
             Some(_) => ContentStart::Unknown,
         }
     }
+}
+
+/// The end of the leftmost-first match of `dfa` in `hay` (None inside: no match), through
+/// `memo`; None when the DFA gave up (a quit byte).
+fn dense_end(
+    dfa: &dense::DFA<Vec<u32>>,
+    memo: &mut Option<(Vec<u8>, bool, Option<usize>)>,
+    hay: &[u8],
+) -> Option<Option<usize>> {
+    if let Some((key, whole, end)) = memo.as_ref() {
+        let same = if *whole {
+            hay == key.as_slice()
+        } else {
+            hay.len() >= key.len() && hay[..key.len()] == **key
+        };
+        if same {
+            return Some(*end);
+        }
+    }
+    // regex-automata's search loop, keeping where it stopped: matches are reported one
+    // byte late (a match state entered on byte `i` means a match ending at `i`).
+    let mut sid = dfa.start_state_forward(&Input::new(hay)).ok()?;
+    let mut end = None;
+    let mut dead_at = None;
+    for (i, &b) in hay.iter().enumerate() {
+        sid = dfa.next_state(sid, b);
+        if dfa.is_special_state(sid) {
+            if dfa.is_match_state(sid) {
+                end = Some(i);
+            } else if dfa.is_dead_state(sid) {
+                dead_at = Some(i);
+                break;
+            } else if dfa.is_quit_state(sid) {
+                return None;
+            }
+        }
+    }
+    if dead_at.is_none() {
+        sid = dfa.next_eoi_state(sid);
+        if dfa.is_match_state(sid) {
+            end = Some(hay.len());
+        }
+    }
+    let (seen, whole) = match dead_at {
+        Some(i) => (&hay[..=i], false),
+        None => (hay, true),
+    };
+    match memo {
+        Some((key, w, e)) => {
+            key.clear();
+            key.extend_from_slice(seen);
+            *w = whole;
+            *e = end;
+        }
+        None => *memo = Some((seen.to_vec(), whole, end)),
+    }
+    Some(end)
+}
+
+/// Largest dense DFA a [`ContentFinder`] builds (else it keeps the lazy DFA).
+const DENSE_LIMIT: usize = 2 * 1024 * 1024;
+
+/// A dense leftmost-first DFA for `hir` without groups, or None when it would be larger
+/// than [`DENSE_LIMIT`] (or the pattern needs what a DFA cannot do, e.g. Unicode word
+/// boundaries).
+fn build_dense(hir: &regex_syntax::hir::Hir) -> Option<dense::DFA<Vec<u32>>> {
+    let nfa = thompson::Compiler::new()
+        .configure(
+            thompson::Config::new()
+                .utf8(false)
+                .which_captures(WhichCaptures::None),
+        )
+        .build_from_hir(hir)
+        .ok()?;
+    dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .start_kind(StartKind::Unanchored)
+                .minimize(false)
+                .dfa_size_limit(Some(DENSE_LIMIT))
+                .determinize_size_limit(Some(2 * DENSE_LIMIT)),
+        )
+        .build_from_nfa(&nfa)
+        .ok()
 }
 
 /// A fast entry's hit with groups by Python index (a rewritten pattern may hold several
@@ -977,6 +1265,134 @@ mod tests {
     fn first(l: &PatternList, hay: &str) -> Option<usize> {
         l.search(hay.as_bytes(), 0, &mut MatchStats::default())
             .map(|h| h.index)
+    }
+
+    /// Texts built from pieces that the patterns below share or nearly share.
+    fn texts(n: usize) -> Vec<String> {
+        let pieces = [
+            "Failed ",
+            "password ",
+            "publickey ",
+            "for ",
+            "invalid user ",
+            "User ",
+            "root ",
+            "from ",
+            "198.51.100.7 ",
+            "port 22 ",
+            "x",
+            "Fail",
+            "F",
+            "U",
+            "Received ",
+            "",
+            " ",
+            "disconnect ",
+            "11: ",
+            "[preauth]",
+            "web1 sshd[12]: ",
+            "web1 CRON[3]: ",
+            "error: ",
+        ];
+        let mut seed = 0x853c_49e6_748f_ea9bu64;
+        let mut next = move |k: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % k as u64) as usize
+        };
+        (0..n)
+            .map(|_| {
+                let mut t: String = (0..next(7)).map(|_| pieces[next(pieces.len())]).collect();
+                t.push('\n');
+                t
+            })
+            .collect()
+    }
+
+    /// The check-all screen (start literals, then the leftmost-first automaton and the
+    /// entries whose start literals overlap the winner's) finds exactly the entries that
+    /// match, in order: the same as trying each regex in turn.
+    #[test]
+    fn check_all_screen_finds_every_matching_regex() {
+        let l = list(&[
+            r"^Failed password for (?P<user>\S+) from (?P<host>\S+)",
+            r"^Failed \S+ for (?:invalid user )?(?P<user>\S+)",
+            r"^Fail",
+            r"^User (?P<user>\S+)",
+            r"^(?:Received|User) \S+",
+            r"^Received disconnect from (?P<host>\S+) port \d+",
+            r"^F.*x$",
+        ]);
+        assert!(l.co_match.is_some() && l.prefixes.is_some());
+        // Entry 0 ("Failed password") may co-match 1 ("Failed "), 2 ("Fail") and 6 ("F").
+        assert_eq!(l.co_match.as_ref().unwrap()[0], vec![1, 2, 6]);
+        let mut scratch = l.scratch();
+        let mut stats = MatchStats::default();
+        let mut several = 0;
+        for t in texts(5000) {
+            let hay = t.as_bytes();
+            let want: Vec<usize> = l
+                .search_all(hay, &mut stats)
+                .iter()
+                .map(|h| h.index)
+                .collect();
+            scratch.forget();
+            let may = l.may_match_all(&mut scratch, hay);
+            let mut got = Vec::new();
+            let mut from = 0;
+            while let Some(h) = l.search_next(&mut scratch, hay, from, &mut stats) {
+                from = h.index + 1;
+                got.push(h.index);
+            }
+            assert_eq!(got, want, "{t:?}");
+            assert_eq!(may, !want.is_empty(), "{t:?}");
+            several += usize::from(want.len() > 1);
+        }
+        assert!(several > 100, "{several}");
+    }
+
+    /// Patterns not all tied to the start keep the overlapping search and no literal screen.
+    #[test]
+    fn unanchored_lists_keep_the_overlapping_search() {
+        let l = list(&[r"^Failed (?P<user>\S+)", r"port (?P<port>\d+)"]);
+        assert!(l.co_match.is_none() && l.prefixes.is_none());
+        let mut scratch = l.scratch();
+        let hay = b"Failed root from 198.51.100.7 port 22\n";
+        assert!(l.may_match_all(&mut scratch, hay));
+        let mut stats = MatchStats::default();
+        assert_eq!(
+            l.search_next(&mut scratch, hay, 0, &mut stats)
+                .map(|h| h.index),
+            Some(0)
+        );
+        assert_eq!(
+            l.search_next(&mut scratch, hay, 1, &mut stats)
+                .map(|h| h.index),
+            Some(1)
+        );
+    }
+
+    /// The dense DFA and its memo of line starts find the content where the lazy DFA does.
+    #[test]
+    fn content_finder_dense_search_agrees_with_the_lazy_one() {
+        let prefix = super::super::translate::content_prefix(
+            r"^(?P<mlfid>\s*(?:\S+ )?(?:sshd|CRON)(?:\[\d+\])?: )(?:(?:error|fatal): )?(?P<content>.+)$",
+            TranslateOptions::default(),
+        )
+        .unwrap();
+        let dense = ContentFinder::new(&prefix, false).unwrap();
+        assert!(dense.dense.is_some());
+        let mut lazy = ContentFinder::new(&prefix, false).unwrap();
+        lazy.dense = None;
+        let (mut dc, mut lc) = (dense.cache(), lazy.cache());
+        let mut found = 0;
+        for t in texts(5000) {
+            let a = dense.find(&mut dc, t.as_bytes());
+            assert_eq!(a, lazy.find(&mut lc, t.as_bytes()), "{t:?}");
+            found += usize::from(matches!(a, ContentStart::At(k) if k > 0));
+        }
+        assert!(found > 300, "{found}");
     }
 
     #[test]

@@ -23,7 +23,8 @@
 //! names are never resolved here — a failure carrying one says so (`needs_dns`) and the
 //! jail resolves it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -219,6 +220,8 @@ pub struct Filter {
     failregex: CompiledList,
     ignoreregex: CompiledList,
     engines: Vec<EngineInfo>,
+    /// `nofail`, shared by the failures that gain it.
+    nofail_name: Name,
 }
 
 const ID_GROUPS: [&str; 5] = ["fid", "ip4", "ip6", "dns", "mlfid"];
@@ -315,6 +318,7 @@ impl Filter {
             failregex,
             ignoreregex,
             engines,
+            nofail_name: Name::from("nofail"),
         })
     }
 
@@ -368,8 +372,10 @@ struct BufLine {
 }
 
 impl BufLine {
-    /// The buffer line of `p`; `scratch` is memory to join parts in.
-    fn new(p: LineParts, scratch: &mut String) -> BufLine {
+    /// The buffer line of `p`; `scratch` is memory to join parts in. Without `full`, the
+    /// line as written is not kept (`full` is the text regexes see): for a caller that
+    /// never reads a failure's lines.
+    fn new(p: LineParts, scratch: &mut String, full: bool) -> BufLine {
         let mut joined = |parts: &[&str]| -> Arc<str> {
             scratch.clear();
             parts.iter().for_each(|x| scratch.push_str(x));
@@ -380,7 +386,7 @@ impl BufLine {
         } else {
             joined(&[p.before, p.after])
         };
-        let full = if p.date.is_empty() {
+        let full = if p.date.is_empty() || !full {
             text.clone()
         } else {
             joined(&[p.before, p.date, p.after])
@@ -538,8 +544,14 @@ struct FailData {
 
 impl FailData {
     fn get_str(&self, k: &str) -> Option<String> {
+        self.get_text(k).map(Cow::into_owned)
+    }
+
+    /// [`FailData::get_str`] without a copy when the value is a plain string.
+    fn get_text(&self, k: &str) -> Option<Cow<'_, str>> {
         match self.groups.get(k) {
-            Some(Some(v)) => Some(v.text()),
+            Some(Some(Value::Str(s))) => Some(Cow::Borrowed(s)),
+            Some(Some(v)) => Some(Cow::Owned(v.text())),
             _ => None,
         }
     }
@@ -607,7 +619,7 @@ struct MlfidEntry {
 /// expired entries first, expiry fixed when an entry is set.
 #[derive(Debug, Default)]
 struct MlfidCache {
-    map: HashMap<String, MlfidEntry>,
+    map: hashbrown::HashMap<String, MlfidEntry>,
     /// Keys in insertion order; entries whose sequence number no longer matches the map
     /// are stale (removed or re-inserted) and skipped.
     order: VecDeque<(u64, String)>,
@@ -622,11 +634,11 @@ impl MlfidCache {
         (e.expires > now).then_some(e)
     }
 
-    fn restore(&mut self, key: &str, entry: MlfidEntry) {
-        self.map.insert(key.to_string(), entry);
+    fn restore(&mut self, key: String, entry: MlfidEntry) {
+        self.map.insert(key, entry);
     }
 
-    fn set(&mut self, key: &str, data: FailData, now: Timestamp) {
+    fn set(&mut self, key: String, data: FailData, now: Timestamp) {
         if self.map.len() >= MLFID_MAX_ENTRIES {
             while let Some((seq, k)) = self.order.pop_front() {
                 let live = self.map.get(&k).is_some_and(|e| e.seq == seq);
@@ -640,7 +652,7 @@ impl MlfidCache {
             }
         }
         let expires = now + MLFID_MAX_AGE;
-        match self.map.get_mut(key) {
+        match self.map.get_mut(&key) {
             // Re-setting a key keeps its place in the order, as in a Python dict.
             Some(e) => {
                 e.data = data;
@@ -648,9 +660,9 @@ impl MlfidCache {
             }
             None => {
                 self.seq += 1;
-                self.order.push_back((self.seq, key.to_string()));
+                self.order.push_back((self.seq, key.clone()));
                 self.map.insert(
-                    key.to_string(),
+                    key,
                     MlfidEntry {
                         seq: self.seq,
                         expires,
@@ -718,6 +730,9 @@ pub struct FilterState {
     /// What the content finder found in the current line's text, when the screen already
     /// ran it (the full run then needs no second search).
     known_content: Option<ContentStart>,
+    /// `cannot_match` left the failregexes that match the text it screened in
+    /// `fail_scratch` (check-all mode, single-line filters).
+    screened: bool,
     fail_scratch: Scratch,
     ignore_scratch: Scratch,
     content_cache: Option<ContentCache>,
@@ -729,6 +744,7 @@ impl FilterState {
             session_clock: SessionClock::LineTime,
             pre_scratch: filter.prefregex.as_ref().map(|p| p.list.scratch()),
             known_content: None,
+            screened: false,
             content_cache: filter.content_finder.as_ref().map(ContentFinder::cache),
             fail_scratch: filter.failregex.list.scratch(),
             ignore_scratch: filter.ignoreregex.list.scratch(),
@@ -826,8 +842,9 @@ impl FilterState {
         self.consumed.clear();
         let mut text = std::mem::take(&mut self.quick_text);
         self.known_content = None;
+        self.screened = false;
         if self.filter.maxlines == 1 {
-            let result = if self.cannot_match(parts, &mut text) {
+            let result = if self.cannot_match(parts, &mut text, check_all) {
                 LineResult::Missed
             } else {
                 self.run_line(parts, time, check_all, &mut text)
@@ -861,7 +878,7 @@ impl FilterState {
     /// The common case of a single-line filter, decided without building anything: the
     /// prefregex cannot match, or no failregex can match what it leaves. True when the
     /// line is missed for sure.
-    fn cannot_match(&mut self, parts: LineParts, text: &mut String) -> bool {
+    fn cannot_match(&mut self, parts: LineParts, text: &mut String, check_all: bool) -> bool {
         let filter = self.filter.clone();
         let f = &*filter;
         let nfail = f.failregex.list.len();
@@ -906,10 +923,15 @@ impl FilterState {
                 }
             }
         }
-        if f.failregex
-            .list
-            .may_match(&mut self.fail_scratch, &text.as_bytes()[off..])
-        {
+        let hay = &text.as_bytes()[off..];
+        let may = if check_all {
+            // The fast failregexes that match are kept for `run_line`'s first search.
+            self.screened = true;
+            f.failregex.list.may_match_all(&mut self.fail_scratch, hay)
+        } else {
+            f.failregex.list.may_match(&mut self.fail_scratch, hay)
+        };
+        if may {
             return false;
         }
         if f.prefregex.is_some() {
@@ -931,7 +953,9 @@ impl FilterState {
         let f = &*filter;
         // The session cache's clock, read once for the line.
         let session_now = self.session_now(time);
-        let line = BufLine::new(parts, &mut self.join_buf);
+        // Lines as written serve failures' `matches`, and in multi-line mode the lines a
+        // match consumed.
+        let line = BufLine::new(parts, &mut self.join_buf, self.details || f.maxlines > 1);
         // The buffer as it was when the line arrived (matched lines are taken from it).
         let org_lines: Vec<BufLine>;
         let org: &[BufLine] = if f.maxlines > 1 {
@@ -1039,8 +1063,9 @@ impl FilterState {
                 text_is_line = false;
             }
             let hay = &text[off..];
-            if from == 0 || f.maxlines > 1 {
-                // A new text (a multi-line match changes the buffer every time).
+            if (from == 0 && !std::mem::take(&mut self.screened)) || f.maxlines > 1 {
+                // A new text (a multi-line match changes the buffer every time); a text
+                // `cannot_match` screened in check-all mode keeps what it found.
                 self.fail_scratch.forget();
             }
             let found = if check_all {
@@ -1091,7 +1116,9 @@ impl FilterState {
                         (Some(finder), Some(cache), Some(k)) => finder
                             .groups(cache, line.as_bytes(), k)
                             .zip(f.prefregex.as_ref())
-                            .map(|(hit, pre)| groups_of(&hit, &pre.meta[0], line)),
+                            .map(|(hit, pre)| {
+                                groups_but(&hit, &pre.meta[0], line, Some("content"))
+                            }),
                         _ => self.prefregex_groups(line).map(|(g, _)| g),
                     }
                     .unwrap_or_default();
@@ -1116,10 +1143,13 @@ impl FilterState {
                 ..FailData::default()
             };
             let mlfid = fail.get_str("mlfid");
+            let has_mlfid = mlfid.is_some();
             // The session the failure belongs to, stored back when the line is done.
             let mut session: Option<(String, Keep)> = None;
-            if let Some(key) = &mlfid {
-                let (merged, keep) = self.merge_failure(key, fail, &matched, session_now);
+            if let Some(key) = mlfid {
+                // Without details nobody reads a session's lines.
+                let matched: &[BufLine] = if self.details { &matched } else { &[] };
+                let (merged, keep) = self.merge_failure(&key, fail, matched, session_now);
                 fail = merged;
                 if truthy(fail.groups.get("nofail")) && !check_all {
                     self.keep_session(key, keep, fail, session_now);
@@ -1128,7 +1158,7 @@ impl FilterState {
                         failregex: Some(index),
                     };
                 }
-                session = Some((key.clone(), keep));
+                session = Some((key, keep));
             } else {
                 fail.matches = Some(matched);
             }
@@ -1141,7 +1171,7 @@ impl FilterState {
             };
             let fid = fail.groups.get("fid").cloned().flatten();
             let cidr_of = |fail: &FailData, family: Cidr| -> Option<Cidr> {
-                match fail.get_str("cidr").filter(|c| !c.is_empty()) {
+                match fail.get_text("cidr").filter(|c| !c.is_empty()) {
                     None => Some(family),
                     Some(c) => c
                         .trim()
@@ -1168,7 +1198,7 @@ impl FilterState {
             } else if let Some(dns) = fail.get_str("dns") {
                 id_source = Some((Value::Str(dns), default_cidr, raw_ids));
             } else {
-                if fid.is_none() && mlfid.is_none() {
+                if fid.is_none() && !has_mlfid {
                     // fail2ban logs an error and goes on with the next failregex.
                     tracing::trace!(regex = index, "Failregex matched without a failure id");
                     continue;
@@ -1256,7 +1286,7 @@ impl FilterState {
                 ));
             }
             if let Some((key, keep)) = session {
-                self.keep_session(&key, keep, fail, session_now);
+                self.keep_session(key, keep, fail, session_now);
             }
             if !check_all {
                 break;
@@ -1352,7 +1382,7 @@ impl FilterState {
             flags |= GAINED | NOFAIL;
             if !truthy(fail.groups.get("nofail")) {
                 let g = fail.groups.get("mlfgained").cloned().flatten();
-                fail.groups.insert(Name::from("nofail"), g);
+                fail.groups.insert(self.filter.nofail_name.clone(), g);
             }
         } else if truthy(fail.groups.get("nofail")) {
             flags |= NOFAIL;
@@ -1366,6 +1396,7 @@ impl FilterState {
             flags |= FORGET;
         }
         let user = fail.get_str("user").filter(|u| !u.is_empty());
+        let user = user.as_deref();
         let keep;
         let many_users;
         if let Some(entry) = self.mlfid.take(key, now) {
@@ -1446,13 +1477,13 @@ impl FilterState {
         result: LineResult,
     ) -> LineResult {
         if let Some((key, keep)) = session {
-            self.keep_session(&key, keep, fail, now);
+            self.keep_session(key, keep, fail, now);
         }
         result
     }
 
     /// Stores a session's failure back after the line changed it.
-    fn keep_session(&mut self, key: &str, keep: Keep, fail: FailData, now: Timestamp) {
+    fn keep_session(&mut self, key: String, keep: Keep, fail: FailData, now: Timestamp) {
         match keep {
             Keep::Drop => {}
             Keep::Set => self.mlfid.set(key, fail, now),
@@ -1469,9 +1500,12 @@ impl FilterState {
 }
 
 /// fail2ban's `_updateUsers`: adds the user to the session's set, creating it.
-fn update_users(fail: &mut FailData, user: Option<String>) {
+fn update_users(fail: &mut FailData, user: Option<&str>) {
     if let Some(u) = user {
-        fail.users.get_or_insert_with(BTreeSet::new).insert(u);
+        let users = fail.users.get_or_insert_with(BTreeSet::new);
+        if !users.contains(u) {
+            users.insert(u.to_string());
+        }
     }
 }
 
@@ -1543,9 +1577,17 @@ fn make_failure(
 
 /// Named groups of a hit, with fail2ban's `alt_*` and `tuple_*` handling.
 fn groups_of(hit: &Hit, meta: &RegexMeta, text: &str) -> Groups {
+    groups_but(hit, meta, text, None)
+}
+
+/// [`groups_of`] without the group named `skip` (not even as unset).
+fn groups_but(hit: &Hit, meta: &RegexMeta, text: &str, skip: Option<&str>) -> Groups {
     let mut g = Groups(Vec::with_capacity(meta.names.len() + meta.alts.len()));
     for (i, name) in meta.names.iter().enumerate() {
         if let Some(name) = name {
+            if skip.is_some_and(|k| **name == *k) {
+                continue;
+            }
             let v = hit.groups.get(i).copied().flatten().map(|(s, e)| {
                 // Byte-mode classes may end a group inside a multi-byte character.
                 Value::Str(match text.get(s..e) {

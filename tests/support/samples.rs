@@ -194,6 +194,9 @@ pub struct Conformance {
     pub unsampled: Vec<String>,
     /// Filters or sample files that could not be read.
     pub errors: Vec<String>,
+    /// Lines where a processor that only counts failures (`set_details(false)`, as
+    /// `warden test` without `--json` runs) gives another outcome than the full one.
+    pub count_only_differences: Vec<String>,
 }
 
 impl Conformance {
@@ -221,11 +224,19 @@ impl Conformance {
             self.errors.len(),
             self.rate() * 100.0
         );
+        if !self.count_only_differences.is_empty() {
+            let _ = writeln!(
+                s,
+                "{} lines where counting only differs from the full run:",
+                self.count_only_differences.len()
+            );
+        }
         for d in self
             .errors
             .iter()
             .chain(&self.disagreements)
             .chain(&self.unsampled)
+            .chain(&self.count_only_differences)
         {
             let _ = writeln!(s, "  {d}");
         }
@@ -236,6 +247,8 @@ impl Conformance {
 /// One filter instance of a run (a distinct option combination).
 struct Variant {
     processor: LineProcessor,
+    /// The same filter without failure details, fed the same lines.
+    counting: LineProcessor,
     failregex: Vec<String>,
     used: BTreeSet<usize>,
 }
@@ -317,14 +330,27 @@ impl Run<'_> {
                 continue;
             };
             // As in the test, a journal variant's prefix sticks to the line.
-            let p = if opts.text("logtype").as_deref() != Some("journal") {
-                v.processor.process(&line, test_now())
+            let (p, c) = if opts.text("logtype").as_deref() != Some("journal") {
+                (
+                    v.processor.process(&line, test_now()),
+                    v.counting.process(&line, test_now()),
+                )
             } else {
                 if let Some(prefix) = opts.text("test.prefix-line").filter(|s| !s.is_empty()) {
                     line = format!("{prefix}{line}");
                 }
-                v.processor.process_dated(&line, test_now(), TEST_NOW_TEXT)
+                (
+                    v.processor.process_dated(&line, test_now(), TEST_NOW_TEXT),
+                    v.counting.process_dated(&line, test_now(), TEST_NOW_TEXT),
+                )
             };
+            if counted(&p) != counted(&c) {
+                self.out.count_only_differences.push(format!(
+                    "{key} {file}:{lineno}: {:?} / counting only: {:?}",
+                    counted(&p),
+                    counted(&c)
+                ));
+            }
             self.out.evaluations += 1;
             match check(&p, faildata) {
                 Ok(used) => {
@@ -406,15 +432,64 @@ fn load_variant(test: &FilterUnderTest, opts: &Ordered) -> Result<Variant, Strin
     // were fixed when fail2ban imported its strptime module, by the real clock.
     let dates = DateDetector::new(fc.datepattern.as_deref(), test_zone())
         .map_err(|e| format!("{spec}: datepattern: {e}"))?;
-    let mut processor = LineProcessor::new(Arc::new(filter), dates);
+    let filter = Arc::new(filter);
+    let mut processor = LineProcessor::new(filter.clone(), dates.clone());
     processor.check_all = true;
     processor.live = false;
     processor.set_session_clock(SessionClock::Wall);
+    let mut counting = LineProcessor::new(filter, dates);
+    counting.check_all = true;
+    counting.live = false;
+    counting.set_session_clock(SessionClock::Wall);
+    counting.set_details(false);
     Ok(Variant {
         processor,
+        counting,
         failregex: fc.failregex,
         used: BTreeSet::new(),
     })
+}
+
+/// What a line's outcome is without the failures' details: the time, the kind of outcome
+/// and, per failure, regex, id, address, prefix, flags and time.
+#[allow(clippy::type_complexity)]
+fn counted(
+    p: &Processed,
+) -> (
+    Option<jiff::Timestamp>,
+    String,
+    Vec<(
+        usize,
+        String,
+        Option<std::net::IpAddr>,
+        Option<u8>,
+        bool,
+        bool,
+        bool,
+        jiff::Timestamp,
+    )>,
+) {
+    match &p.result {
+        LineResult::Matched(fs) => (
+            p.time,
+            "matched".into(),
+            fs.iter()
+                .map(|f| {
+                    (
+                        f.regex,
+                        f.id.clone(),
+                        f.addr,
+                        f.prefix,
+                        f.needs_dns,
+                        f.nofail,
+                        f.pending,
+                        f.time,
+                    )
+                })
+                .collect(),
+        ),
+        other => (p.time, format!("{other:?}"), Vec::new()),
+    }
 }
 
 /// Checks one line's outcome against its annotation as samplestestcase does; Ok holds the
