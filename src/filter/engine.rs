@@ -99,6 +99,8 @@ pub struct Scratch {
     /// until [`Scratch::forget`].
     all: Vec<usize>,
     all_ready: bool,
+    /// Whether the text of `all` has a newline before its last byte.
+    all_inner_newline: bool,
 }
 
 impl Scratch {
@@ -424,6 +426,7 @@ impl PatternList {
                 .collect(),
             all: Vec::new(),
             all_ready: false,
+            all_inner_newline: false,
         }
     }
 
@@ -452,7 +455,11 @@ impl PatternList {
     /// [`PatternList::may_match`] for a caller about to try every regex on `hay`
     /// ([`PatternList::search_next`]): the fast entries that match are found with the same
     /// automaton pass that screens the text, and kept in `scratch` for the search.
-    pub fn may_match_all(&self, scratch: &mut Scratch, hay: &[u8]) -> bool {
+    ///
+    /// `one_line`: the caller knows `hay` has no newline before its last byte.
+    pub fn may_match_all(&self, scratch: &mut Scratch, hay: &[u8], one_line: bool) -> bool {
+        // Only read when a regex may match (a screened-out text leaves `all` empty).
+        scratch.all_inner_newline = false;
         let screened_out = self.unscreened.is_empty()
             && (!self.starts_right(hay)
                 || self
@@ -464,8 +471,9 @@ impl PatternList {
             scratch.all_ready = true;
             return false;
         }
+        scratch.all_inner_newline = !one_line && inner_newline(hay);
         match (&self.co_match, &self.combined, scratch.combined.as_mut()) {
-            (Some(co), Some(combined), Some(cache)) if !inner_newline(hay) => {
+            (Some(co), Some(combined), Some(cache)) if !scratch.all_inner_newline => {
                 scratch.all.clear();
                 let winner = combined
                     .re
@@ -574,8 +582,9 @@ impl PatternList {
             scratch.all.clear();
             scratch.all.extend_from_slice(&scratch.candidates);
             scratch.all_ready = true;
+            scratch.all_inner_newline = inner_newline(hay);
         }
-        let inner_newline = inner_newline(hay);
+        let inner_newline = scratch.all_inner_newline;
         let all = std::mem::take(&mut scratch.all);
         let fast = all
             .iter()
@@ -1338,7 +1347,7 @@ mod tests {
                 .map(|h| h.index)
                 .collect();
             scratch.forget();
-            let may = l.may_match_all(&mut scratch, hay);
+            let may = l.may_match_all(&mut scratch, hay, false);
             let mut got = Vec::new();
             let mut from = 0;
             while let Some(h) = l.search_next(&mut scratch, hay, from, &mut stats) {
@@ -1359,7 +1368,7 @@ mod tests {
         assert!(l.co_match.is_none() && l.prefixes.is_none());
         let mut scratch = l.scratch();
         let hay = b"Failed root from 198.51.100.7 port 22\n";
-        assert!(l.may_match_all(&mut scratch, hay));
+        assert!(l.may_match_all(&mut scratch, hay, true));
         let mut stats = MatchStats::default();
         assert_eq!(
             l.search_next(&mut scratch, hay, 0, &mut stats)

@@ -927,7 +927,11 @@ impl FilterState {
         let may = if check_all {
             // The fast failregexes that match are kept for `run_line`'s first search.
             self.screened = true;
-            f.failregex.list.may_match_all(&mut self.fail_scratch, hay)
+            // The content finder accepts one-line texts only.
+            let one_line = f.content_finder.is_some() && f.prefregex.is_some();
+            f.failregex
+                .list
+                .may_match_all(&mut self.fail_scratch, hay, one_line)
         } else {
             f.failregex.list.may_match(&mut self.fail_scratch, hay)
         };
