@@ -1029,12 +1029,12 @@ impl ContentFinder {
 
     /// Groups of the part before the content, for a text [`ContentFinder::find`] placed.
     /// Group indices are those of the whole prefregex.
-    pub fn groups(
+    pub fn groups<'c>(
         &self,
-        cache: &mut ContentCache,
+        cache: &'c mut ContentCache,
         hay: &[u8],
         content_start: usize,
-    ) -> Option<Hit> {
+    ) -> Option<&'c Hit> {
         // The search sees the text before the content and, for assertions at its end, one
         // byte more.
         let seen = if self.peeks {
@@ -1043,12 +1043,12 @@ impl ContentFinder {
             content_start
         };
         let key = &hay[..seen.min(hay.len())];
-        if let Some((_, _, hit)) = cache
+        if let Some(i) = cache
             .recent
             .iter()
-            .find(|(at, k, _)| *at == content_start && k.as_slice() == key)
+            .position(|(at, k, _)| *at == content_start && k.as_slice() == key)
         {
-            return hit.clone();
+            return cache.recent[i].2.as_ref();
         }
         let via_pcre = match (&self.groups_pcre, cache.locs.as_mut()) {
             (Some(re), Some(locs)) => match re.captures_read_at(locs, &hay[..content_start], 0) {
@@ -1069,14 +1069,17 @@ impl ContentFinder {
                 cache.caps.is_match().then(|| hit_from(0, &cache.caps))
             }
         };
-        let entry = (content_start, key.to_vec(), hit.clone());
-        if cache.recent.len() < PREFIX_MEMO {
+        let entry = (content_start, key.to_vec(), hit);
+        let slot = if cache.recent.len() < PREFIX_MEMO {
             cache.recent.push(entry);
+            cache.recent.len() - 1
         } else {
-            cache.recent[cache.next] = entry;
+            let slot = cache.next;
+            cache.recent[slot] = entry;
             cache.next = (cache.next + 1) % PREFIX_MEMO;
-        }
-        hit
+            slot
+        };
+        cache.recent[slot].2.as_ref()
     }
 
     /// `hay` must be one line followed by `\n`, with no other newline.

@@ -1094,7 +1094,12 @@ impl FilterState {
             from = index + 1;
             let meta = &f.failregex.meta[index];
             let groups = groups_of(&hit, meta, hay);
-            let (matched, unmatched) = split_lines(hay, &hit, org, meta);
+            // Without details nobody reads the lines of a one-line match.
+            let (matched, unmatched) = if !self.details && org.len() <= 1 {
+                (Vec::new(), Vec::new())
+            } else {
+                split_lines(hay, &hit, org, meta)
+            };
 
             if nignore > 0
                 && let Some(ig) = self.ignore_line(hay, Some((&matched, &unmatched)), check_all)
@@ -1120,9 +1125,7 @@ impl FilterState {
                         (Some(finder), Some(cache), Some(k)) => finder
                             .groups(cache, line.as_bytes(), k)
                             .zip(f.prefregex.as_ref())
-                            .map(|(hit, pre)| {
-                                groups_but(&hit, &pre.meta[0], line, Some("content"))
-                            }),
+                            .map(|(hit, pre)| groups_but(hit, &pre.meta[0], line, Some("content"))),
                         _ => self.prefregex_groups(line).map(|(g, _)| g),
                     }
                     .unwrap_or_default();
@@ -1130,14 +1133,16 @@ impl FilterState {
                     g
                 }
             };
+            // The prefregex's groups go into this failure; a later failregex match of the
+            // line (check-all) reads them again.
             let merged = if pre.is_empty() {
+                pre_groups = Some(pre);
                 groups
             } else {
-                let mut merged = pre.clone();
+                let mut merged = pre;
                 merged.extend(groups);
                 merged
             };
-            pre_groups = Some(pre);
             if !check_all || f.maxlines > 1 {
                 self.buffer = unmatched;
                 stale = true;
@@ -1212,7 +1217,8 @@ impl FilterState {
                 }
             }
 
-            let mut ids: Vec<(Converted, bool)> = Vec::new();
+            // At most one id per match.
+            let mut ids: Option<(Converted, bool)> = None;
             let pending = id_source.is_none();
             match id_source {
                 None => {
@@ -1224,7 +1230,7 @@ impl FilterState {
                         };
                         return self.end_session(session, fail, session_now, r);
                     }
-                    ids.push((
+                    ids = Some((
                         Converted {
                             text: String::new(),
                             addr: None,
@@ -1247,7 +1253,7 @@ impl FilterState {
                         })
                     };
                     match result {
-                        Ok(c) => ids.push((c, false)),
+                        Ok(c) => ids = Some((c, false)),
                         Err(e) => {
                             // fail2ban raises here and loses the whole line.
                             tracing::trace!(regex = index, error = %e, "Unreadable failure id; line dropped");
@@ -1263,9 +1269,9 @@ impl FilterState {
                 Some((host, _, false)) => {
                     let host = host.text();
                     match addr::search_ip(&host) {
-                        Some(c) => ids.push((c, false)),
+                        Some(c) => ids = Some((c, false)),
                         None if matches!(f.usedns, UseDnsMode::Yes | UseDnsMode::Warn) => {
-                            ids.push((
+                            ids = Some((
                                 Converted {
                                     text: host,
                                     addr: None,
@@ -1278,7 +1284,7 @@ impl FilterState {
                     }
                 }
             }
-            for (c, needs_dns) in ids {
+            if let Some((c, needs_dns)) = ids {
                 failures.push(make_failure(
                     &fail,
                     c,
