@@ -5,6 +5,10 @@
 //! answer is the lowest matching index whenever every lower-index fast pattern can only
 //! match at the start of the text (the usual case: fail2ban regexes begin with `^`);
 //! otherwise an overlapping pass over a `MatchKind::All` automaton finds the lowest index.
+//! For trying every regex (check-all), lists whose patterns are all start-anchored use the
+//! leftmost-first answer plus the later patterns whose start literals overlap the
+//! winner's; other lists use the overlapping pass. Literal screens (start literals in a
+//! first-byte table, or literals every match contains) turn most texts away first.
 //! Groups always come from the winning pattern compiled alone, run on the span already
 //! found: the capture engines cost in proportion to the automaton they run, and one
 //! pattern is a small fraction of a filter's. Fallback patterns run on fancy-regex,
