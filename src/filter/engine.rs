@@ -105,12 +105,15 @@ pub struct Scratch {
     all_ready: bool,
     /// Whether the text of `all` has a newline before its last byte.
     all_inner_newline: bool,
+    /// The groups of an entry of `all`, already found by the screen.
+    found: Option<Hit>,
 }
 
 impl Scratch {
     /// The text changed: candidates found for the old one no longer hold.
     pub fn forget(&mut self) {
         self.all_ready = false;
+        self.found = None;
     }
 }
 
@@ -156,6 +159,9 @@ pub struct PatternList {
     /// entry that matches, and only those need their own test, where an overlapping
     /// search costs about twice a leftmost-first one.
     co_match: Option<Vec<Vec<usize>>>,
+    /// Entry index of each fast pattern, in the order of the start literals' patterns
+    /// (fast patterns first, then fallback screens).
+    fast_entries: Vec<usize>,
     /// For each entry index, whether an unanchored fast pattern comes before it.
     unanchored_before: Vec<bool>,
     /// Fallback entries without a screen (always run when in range).
@@ -330,8 +336,7 @@ impl PatternList {
             None
         };
         let prefixes = if unscreened.is_empty() {
-            start_literals(fast_hirs.iter().chain(&screen_hirs))
-                .map(|sets| StartLiterals::new(sets.into_iter().flatten().collect()))
+            start_literals(fast_hirs.iter().chain(&screen_hirs)).map(StartLiterals::new)
         } else {
             None
         };
@@ -378,6 +383,7 @@ impl PatternList {
             required,
             prefixes,
             co_match,
+            fast_entries,
             unanchored_before,
             unscreened,
             fallback_indices,
@@ -431,6 +437,7 @@ impl PatternList {
             all: Vec::new(),
             all_ready: false,
             all_inner_newline: false,
+            found: None,
         }
     }
 
@@ -476,6 +483,22 @@ impl PatternList {
             return false;
         }
         scratch.all_inner_newline = !one_line && inner_newline(hay);
+        scratch.found = None;
+        // A text that begins like one fast pattern only (and no fallback to consider): that
+        // pattern's own exact search, with its groups, is the whole answer when it matches.
+        if self.co_match.is_some()
+            && self.fallback_indices.is_empty()
+            && !scratch.all_inner_newline
+            && let Some(Starts::One(p)) = self.prefixes.as_ref().map(|l| l.starts(hay))
+            && let Some(&index) = self.fast_entries.get(p)
+            && let Some(hit) = self.pcre_at(scratch, index, hay, 0, None)
+        {
+            scratch.all.clear();
+            scratch.all.push(index);
+            scratch.found = Some(hit);
+            scratch.all_ready = true;
+            return true;
+        }
         match (&self.co_match, &self.combined, scratch.combined.as_mut()) {
             (Some(co), Some(combined), Some(cache)) if !scratch.all_inner_newline => {
                 scratch.all.clear();
@@ -516,7 +539,9 @@ impl PatternList {
 
     /// False when the list's start literals say no regex can match `hay`.
     fn starts_right(&self, hay: &[u8]) -> bool {
-        self.prefixes.as_ref().is_none_or(|p| p.any_starts(hay))
+        self.prefixes
+            .as_ref()
+            .is_none_or(|p| p.starts(hay) != Starts::None)
     }
 
     /// Heap bytes of the compiled automata (fancy-regex does not report its size).
@@ -700,6 +725,9 @@ impl PatternList {
         inner_newline: bool,
         stats: &mut MatchStats,
     ) -> Option<Hit> {
+        if let Some(hit) = scratch.found.take_if(|h| h.index == index) {
+            return Some(hit);
+        }
         let entry = &self.entries[index];
         let Exec::Fast { single, exact } = &entry.exec else {
             return None;
@@ -859,18 +887,33 @@ fn start_literals<'h>(
 /// first byte, compared in turn (a handful at most for a filter's regexes).
 #[derive(Debug)]
 struct StartLiterals {
-    /// Sorted and deduplicated, so that the literals of one first byte are together.
-    lits: Vec<Vec<u8>>,
+    /// (literal, pattern it starts), sorted and deduplicated, so that the literals of one
+    /// first byte are together.
+    lits: Vec<(Vec<u8>, usize)>,
     /// For each first byte, the range of `lits` that begin with it.
     by_first: Box<[(u16, u16); 256]>,
 }
 
+/// Which patterns a text begins like, by their start literals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Starts {
+    None,
+    /// Exactly one pattern (its position in the list the literals were made from).
+    One(usize),
+    Several,
+}
+
 impl StartLiterals {
-    fn new(mut lits: Vec<Vec<u8>>) -> StartLiterals {
+    fn new(sets: Vec<Vec<Vec<u8>>>) -> StartLiterals {
+        let mut lits: Vec<(Vec<u8>, usize)> = sets
+            .into_iter()
+            .enumerate()
+            .flat_map(|(p, set)| set.into_iter().map(move |l| (l, p)))
+            .collect();
         lits.sort_unstable();
         lits.dedup();
         let mut by_first = Box::new([(0u16, 0u16); 256]);
-        for (i, l) in lits.iter().enumerate() {
+        for (i, (l, _)) in lits.iter().enumerate() {
             let e = &mut by_first[usize::from(l[0])];
             if e.0 == e.1 {
                 e.0 = i as u16;
@@ -880,14 +923,22 @@ impl StartLiterals {
         StartLiterals { lits, by_first }
     }
 
-    fn any_starts(&self, hay: &[u8]) -> bool {
+    fn starts(&self, hay: &[u8]) -> Starts {
         let Some(&b) = hay.first() else {
-            return false;
+            return Starts::None;
         };
         let (s, e) = self.by_first[usize::from(b)];
-        self.lits[usize::from(s)..usize::from(e)]
-            .iter()
-            .any(|l| hay.starts_with(l))
+        let mut found = Starts::None;
+        for (l, p) in &self.lits[usize::from(s)..usize::from(e)] {
+            if hay.starts_with(l) {
+                found = match found {
+                    Starts::None => Starts::One(*p),
+                    Starts::One(q) if q == *p => found,
+                    _ => return Starts::Several,
+                };
+            }
+        }
+        found
     }
 }
 
@@ -1339,6 +1390,7 @@ mod tests {
             r"^(?:Received|User) \S+",
             r"^Received disconnect from (?P<host>\S+) port \d+",
             r"^F.*x$",
+            r"^Accepted (?P<how>\S+) (?:for|from) (?P<host>\S+)",
         ]);
         assert!(l.co_match.is_some() && l.prefixes.is_some());
         // Entry 0 ("Failed password") may co-match 1 ("Failed "), 2 ("Fail") and 6 ("F").
@@ -1346,7 +1398,14 @@ mod tests {
         let mut scratch = l.scratch();
         let mut stats = MatchStats::default();
         let mut several = 0;
-        for t in texts(5000) {
+        let mut alone = 0;
+        let fixed = [
+            "Accepted key for 198.51.100.7\n",
+            "Accepted publickey from web1 port 22\n",
+            "Accepted key\n",
+            "Accepted \n",
+        ];
+        for t in texts(5000).into_iter().chain(fixed.map(String::from)) {
             let hay = t.as_bytes();
             let want: Vec<usize> = l
                 .search_all(hay, &mut stats)
@@ -1364,8 +1423,11 @@ mod tests {
             assert_eq!(got, want, "{t:?}");
             assert_eq!(may, !want.is_empty(), "{t:?}");
             several += usize::from(want.len() > 1);
+            alone += usize::from(want == [7]);
         }
         assert!(several > 100, "{several}");
+        // Texts that begin like one pattern only: its own search decided.
+        assert!(alone >= 2, "{alone}");
     }
 
     /// Patterns not all tied to the start keep the overlapping search and no literal screen.
