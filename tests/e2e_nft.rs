@@ -73,15 +73,6 @@ fn holds(ns: &Netns, table: &str, set: &str, addr: &str) -> bool {
     elements(ns, table, set).is_some_and(|es| es.iter().any(|(a, _)| a == addr))
 }
 
-/// conntrack flows whose original source is `addr`, in the server's namespace.
-fn flows_from(ns: &Netns, addr: &str) -> usize {
-    let out = ns.command("conntrack").args(["-L"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(&format!("src={addr} ")))
-        .count()
-}
-
 /// A daemon to run in the server's namespace (not started).
 fn daemon_in(server: &Host, jails: &str) -> Daemon {
     let mut d = Daemon::new(jails);
@@ -257,7 +248,7 @@ fn nft_daemon_control_case_established_accept_first_then_cut_off() {
     );
     // ...and the attacker goes on guessing on it.
     assert!(!conn.login("root", "guess4", SEC).unwrap());
-    assert_eq!(flows_from(&server.ns, &attacker4), 1);
+    assert_eq!(server.ns.flows_from(&attacker4), 1);
     assert_eq!(last_kill(&d), None);
 
     // Lifting the ban and stopping leaves the admin's table as it was (the chain it jumps
@@ -290,7 +281,7 @@ fn nft_daemon_control_case_established_accept_first_then_cut_off() {
     eprintln!("nft control case, kill_states = auto: cut-off {cut_off:?}");
     assert!(holds(&server.ns, "hostfw", "ban4-sshd", &attacker4));
     assert!(!conn.alive(SHORT));
-    assert_eq!(flows_from(&server.ns, &attacker4), 0);
+    assert_eq!(server.ns.flows_from(&attacker4), 0);
     assert!(Client::connect(&attacker.ns, to, SHORT).is_err());
     assert!(d.stop().success());
     assert_eq!(admin_input(&server.ns), admin_chain);

@@ -745,14 +745,6 @@ const HOST_FIREWALL: &str = "table inet hostfw {
 }
 ";
 
-fn flows_with(ns: &Netns, addr: &str) -> usize {
-    let out = ns.command("conntrack").args(["-L"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(&format!("src={addr} ")))
-        .count()
-}
-
 #[test]
 fn a_ban_cuts_open_connections_and_an_unban_lets_the_address_back() {
     let lan = Lan::new(&["server", "attacker", "client"]);
@@ -769,7 +761,7 @@ fn a_ban_cuts_open_connections_and_an_unban_lets_the_address_back() {
     for c in [&mut a4, &mut a6, &mut c4, &mut c6] {
         assert!(c.alive(SEC));
     }
-    assert!(flows_with(&server.ns, &attacker.v4.to_string()) >= 1);
+    assert!(server.ns.flows_from(&attacker.v4.to_string()) >= 1);
 
     let mut act = action(spec("sshd", "", &["tcp"], KillScope::Auto, &[]));
     let bans = vec![
@@ -797,7 +789,7 @@ fn a_ban_cuts_open_connections_and_an_unban_lets_the_address_back() {
         // One socket each, plus its conntrack entry.
         assert!(r.killed >= 2, "{reports:?}");
     }
-    assert_eq!(flows_with(&server.ns, &attacker.v4.to_string()), 0);
+    assert_eq!(server.ns.flows_from(&attacker.v4.to_string()), 0);
 
     // The attacker's open connections are dead, and new ones fail.
     assert!(!a4.alive(SEC));
@@ -887,7 +879,7 @@ fn control_without_cut_off_the_open_connection_stays_open() {
     // anything (its send succeeds).
     assert_eq!(svc.wait_ended(peer, 2 * SEC), None);
     assert!(svc.is_open(peer));
-    assert_eq!(flows_with(&server.ns, &attacker.v4.to_string()), 1);
+    assert_eq!(server.ns.flows_from(&attacker.v4.to_string()), 1);
     let sockets = server.ns.sh(
         "ss",
         &[
@@ -917,7 +909,7 @@ fn control_without_cut_off_the_open_connection_stays_open() {
     let reports = server.ns.run(|| cutting.kill_states(&bans).unwrap());
     assert!(reports[0].killed >= 2, "{reports:?}");
     assert!(svc.wait_ended(peer, 2 * SEC).is_some());
-    assert_eq!(flows_with(&server.ns, &attacker.v4.to_string()), 0);
+    assert_eq!(server.ns.flows_from(&attacker.v4.to_string()), 0);
 }
 
 #[test]

@@ -169,6 +169,15 @@ impl Netns {
         let text = self.sh("nft", &all);
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("nft -j {args:?}: {e}: {text}"))
     }
+
+    /// conntrack flows in the namespace whose original source is `addr`.
+    pub fn flows_from(&self, addr: &str) -> usize {
+        let out = self.command("conntrack").args(["-L"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&format!("src={addr} ")))
+            .count()
+    }
 }
 
 impl Drop for Netns {
