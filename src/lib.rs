@@ -24,3 +24,14 @@ pub type Epoch = i64;
 pub fn now_epoch() -> Epoch {
     jiff::Timestamp::now().as_second()
 }
+
+/// A small deterministic generator for unit tests (xorshift64): `next(n)` is in `0..n`.
+#[cfg(test)]
+pub(crate) fn test_rng(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    }
+}

@@ -962,13 +962,7 @@ mod tests {
             "",
         ];
         let tails = ["", " web1 sshd[1]: x", "x", " 2005", ".7 host", "  ", " é"];
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::test_rng(0x9e37_79b9_7f4a_7c15u64);
         for dp in [None, Some("{^LN-BEG}")] {
             let mut memo = detector(dp);
             let mut fresh = detector(dp);
@@ -1029,13 +1023,7 @@ mod tests {
             "Oct  2 02:00",
         ];
         let tails = ["", " 2005", ".250", " +0300", " web1 sshd[1]: x"];
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::test_rng(0x2545_f491_4f6c_dd1du64);
         let mut shifted = 0;
         for zone in &zones {
             for &now in &nows {

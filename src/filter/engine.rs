@@ -1361,13 +1361,7 @@ mod tests {
             "web1 CRON[3]: ",
             "error: ",
         ];
-        let mut seed = 0x853c_49e6_748f_ea9bu64;
-        let mut next = move |k: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % k as u64) as usize
-        };
+        let mut next = crate::test_rng(0x853c_49e6_748f_ea9bu64);
         (0..n)
             .map(|_| {
                 let mut t: String = (0..next(7)).map(|_| pieces[next(pieces.len())]).collect();

@@ -560,13 +560,7 @@ mod tests {
             "1.2",
         ];
         let other: &[&str] = &["a", "b", "c", "d", "e", "ab", "aab", "abab", "x", " ", "\n"];
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_rng(0x2545_f491_4f6c_dd1du64);
         for p in patterns {
             let tr = translate(p, TranslateOptions::default()).unwrap();
             assert_eq!(tr.engine, Engine::Fast, "{p}: {}", tr.reason);
@@ -587,9 +581,9 @@ mod tests {
             };
             let mut matched = 0;
             for _ in 0..6000 {
-                let mut text = starts[(next() % starts.len() as u64) as usize].to_string();
-                for _ in 0..(next() % 8) {
-                    text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+                let mut text = starts[next(starts.len())].to_string();
+                for _ in 0..next(8) {
+                    text.push_str(pieces[next(pieces.len())]);
                 }
                 text.push('\n');
                 let ours = list.search(text.as_bytes(), 0, &mut MatchStats::default());
