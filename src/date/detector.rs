@@ -17,7 +17,7 @@ use jiff::tz::TimeZone;
 use super::error::DateError;
 use super::fields::{CivilNow, LocalZone};
 use super::native::NativeMatch;
-use super::native::{YearRange, two_digit_second};
+use super::native::{YearRange, seconds_apart};
 use super::pattern::LINE_BEGIN;
 use super::template::{
     Found, Hit, Template, contains_date_keyword, date_templates, default_templates, none_template,
@@ -129,8 +129,7 @@ impl StartMemo {
         }
         // The same line start but for the seconds: the same match.
         let at = found.shiftable_second(k)?;
-        (b[..at] == k[..at] && b[at + 2..] == k[at + 2..] && two_digit_second(b, at).is_some())
-            .then_some(found)
+        seconds_apart(b, k, at).map(|_| found)
     }
 
     fn set(&mut self, template: usize, line: &str, m: &NativeMatch) {
@@ -172,16 +171,10 @@ impl Memo {
     /// The time of `text` by shifting the last one, when it differs only in its seconds.
     fn shifted(&self, template: usize, second: i64, text: &str) -> Option<Timestamp> {
         let sh = self.shift?;
-        let (a, b) = (text.as_bytes(), self.text.as_bytes());
-        if self.template != template
-            || self.second != second
-            || a.len() != b.len()
-            || a[..sh.at] != b[..sh.at]
-            || a[sh.at + 2..] != b[sh.at + 2..]
-        {
+        if self.template != template || self.second != second {
             return None;
         }
-        let delta = two_digit_second(a, sh.at)? - two_digit_second(b, sh.at)?;
+        let delta = seconds_apart(text.as_bytes(), self.text.as_bytes(), sh.at)?;
         let t = self.time?.as_second() + delta;
         (sh.lo <= t && t <= sh.hi)
             .then(|| Timestamp::from_second(t).ok())

@@ -934,6 +934,15 @@ pub(crate) fn two_digit_second(b: &[u8], at: usize) -> Option<i64> {
     }
 }
 
+/// When `a` and `b` are alike but for two seconds digits at `at` (each pair 00–59): `a`'s
+/// seconds minus `b`'s.
+pub(crate) fn seconds_apart(a: &[u8], b: &[u8], at: usize) -> Option<i64> {
+    if a.len() != b.len() || a.get(..at) != b.get(..at) || a.get(at + 2..) != b.get(at + 2..) {
+        return None;
+    }
+    Some(two_digit_second(a, at)? - two_digit_second(b, at)?)
+}
+
 const SLOTS: [Slot; NSLOTS] = [
     Slot::Year,
     Slot::Year2,
