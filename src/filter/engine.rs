@@ -335,19 +335,22 @@ impl PatternList {
         } else {
             None
         };
-        let prefixes = if unscreened.is_empty() {
-            start_literals(fast_hirs.iter().chain(&screen_hirs)).map(StartLiterals::new)
-        } else {
-            None
-        };
+        // The start literals of each fast pattern, then of each fallback screen.
+        let sets: Vec<Option<Vec<Vec<u8>>>> = fast_hirs
+            .iter()
+            .chain(&screen_hirs)
+            .map(start_literals)
+            .collect();
+        let total: usize = sets.iter().flatten().map(Vec::len).sum();
+        let prefixes = (unscreened.is_empty()
+            && !sets.is_empty()
+            && sets.iter().all(Option::is_some)
+            && total <= MAX_REQUIRED)
+            .then(|| StartLiterals::new(sets.iter().flatten().cloned().collect()));
         let co_match = fast_hirs
             .iter()
             .all(|h| h.properties().look_set_prefix().contains(Look::Start))
             .then(|| {
-                let sets: Vec<Option<Vec<Vec<u8>>>> = fast_hirs
-                    .iter()
-                    .map(|h| start_literals(std::iter::once(h)).map(|mut v| v.remove(0)))
-                    .collect();
                 let exclusive = |a: &Option<Vec<Vec<u8>>>, b: &Option<Vec<Vec<u8>>>| match (a, b) {
                     (Some(a), Some(b)) => a
                         .iter()
@@ -447,12 +450,7 @@ impl PatternList {
         if !self.unscreened.is_empty() {
             return true;
         }
-        if !self.starts_right(hay) {
-            return false;
-        }
-        if let Some(pre) = &self.required
-            && pre.find(hay, Span::from(0..hay.len())).is_none()
-        {
+        if self.screened_out(hay, self.starts(hay)) {
             return false;
         }
         match (&self.any, scratch.any.as_mut()) {
@@ -471,13 +469,8 @@ impl PatternList {
     pub fn may_match_all(&self, scratch: &mut Scratch, hay: &[u8], one_line: bool) -> bool {
         // Only read when a regex may match (a screened-out text leaves `all` empty).
         scratch.all_inner_newline = false;
-        let screened_out = self.unscreened.is_empty()
-            && (!self.starts_right(hay)
-                || self
-                    .required
-                    .as_ref()
-                    .is_some_and(|pre| pre.find(hay, Span::from(0..hay.len())).is_none()));
-        if screened_out {
+        let starts = self.starts(hay);
+        if self.screened_out(hay, starts) {
             scratch.all.clear();
             scratch.all_ready = true;
             return false;
@@ -489,7 +482,7 @@ impl PatternList {
         if self.co_match.is_some()
             && self.fallback_indices.is_empty()
             && !scratch.all_inner_newline
-            && let Some(Starts::One(p)) = self.prefixes.as_ref().map(|l| l.starts(hay))
+            && let Some(Starts::One(p)) = starts
             && let Some(&index) = self.fast_entries.get(p)
             && let Some(hit) = self.pcre_at(scratch, index, hay, 0, None)
         {
@@ -537,11 +530,20 @@ impl PatternList {
         }
     }
 
-    /// False when the list's start literals say no regex can match `hay`.
-    fn starts_right(&self, hay: &[u8]) -> bool {
-        self.prefixes
-            .as_ref()
-            .is_none_or(|p| p.starts(hay) != Starts::None)
+    /// Which patterns `hay` begins like, when the list has start literals.
+    fn starts(&self, hay: &[u8]) -> Option<Starts> {
+        self.prefixes.as_ref().map(|p| p.starts(hay))
+    }
+
+    /// True when the literal screens show that no regex can match `hay` (`starts`: what
+    /// [`PatternList::starts`] said of it).
+    fn screened_out(&self, hay: &[u8], starts: Option<Starts>) -> bool {
+        self.unscreened.is_empty()
+            && (starts == Some(Starts::None)
+                || self
+                    .required
+                    .as_ref()
+                    .is_some_and(|pre| pre.find(hay, Span::from(0..hay.len())).is_none()))
     }
 
     /// Heap bytes of the compiled automata (fancy-regex does not report its size).
@@ -854,33 +856,34 @@ impl PatternList {
     }
 }
 
-/// For each pattern, literals of which every match begins with one, when each pattern is
-/// tied to the text's start (`^`, not multi-line) and has a finite set of non-empty
-/// prefixes (`regex-syntax`'s extractor: every match begins with one of them when the set
-/// is finite, exact or not). None otherwise, or when there would be more than
-/// [`MAX_REQUIRED`] in all.
-fn start_literals<'h>(
-    hirs: impl Iterator<Item = &'h regex_syntax::hir::Hir>,
-) -> Option<Vec<Vec<Vec<u8>>>> {
-    use regex_syntax::hir::literal::{ExtractKind, Extractor};
-    let mut out: Vec<Vec<Vec<u8>>> = Vec::new();
-    let mut total = 0;
-    for hir in hirs {
-        if !hir.properties().look_set_prefix().contains(Look::Start) {
-            return None;
-        }
-        let seq = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
-        let lits = seq.literals()?;
-        if lits.is_empty() || lits.iter().any(|l| l.as_bytes().is_empty()) {
-            return None;
-        }
-        total += lits.len();
-        if total > MAX_REQUIRED {
-            return None;
-        }
-        out.push(lits.iter().map(|l| l.as_bytes().to_vec()).collect());
+/// Literals of which every match of `hir` begins with one, when `hir` is tied to the
+/// text's start (`^`, not multi-line) and has a finite set of at most [`MAX_REQUIRED`]
+/// non-empty prefixes (`regex-syntax`'s extractor: every match begins with one of them
+/// when the set is finite, exact or not).
+fn start_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
+    if !hir.properties().look_set_prefix().contains(Look::Start) {
+        return None;
     }
-    (!out.is_empty()).then_some(out)
+    let lits = extracted(hir, regex_syntax::hir::literal::ExtractKind::Prefix)?;
+    (!lits.is_empty() && lits.len() <= MAX_REQUIRED && lits.iter().all(|l| !l.is_empty()))
+        .then_some(lits)
+}
+
+/// The literals `regex-syntax`'s extractor finds at the start or the end of `hir`, when
+/// their set is finite.
+fn extracted(
+    hir: &regex_syntax::hir::Hir,
+    kind: regex_syntax::hir::literal::ExtractKind,
+) -> Option<Vec<Vec<u8>>> {
+    let seq = regex_syntax::hir::literal::Extractor::new()
+        .kind(kind)
+        .extract(hir);
+    Some(
+        seq.literals()?
+            .iter()
+            .map(|l| l.as_bytes().to_vec())
+            .collect(),
+    )
 }
 
 /// A set of literals, tested against the start of a text: the literals with the text's
@@ -954,7 +957,7 @@ const MIN_REQUIRED_LEN: usize = 3;
 /// literal is longest; None when none has literals of at least [`MIN_REQUIRED_LEN`] bytes.
 fn required_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
     use regex_syntax::hir::HirKind;
-    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    use regex_syntax::hir::literal::ExtractKind;
     let shortest = |lits: &[Vec<u8>]| lits.iter().map(Vec::len).min().unwrap_or(0);
     let mut best: Option<Vec<Vec<u8>>> = None;
     let mut consider = |lits: Vec<Vec<u8>>| {
@@ -968,9 +971,8 @@ fn required_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
         }
     };
     for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
-        let seq = Extractor::new().kind(kind).extract(hir);
-        if let Some(lits) = seq.literals() {
-            consider(lits.iter().map(|l| l.as_bytes().to_vec()).collect());
+        if let Some(lits) = extracted(hir, kind) {
+            consider(lits);
         }
     }
     if let HirKind::Concat(items) = hir.kind() {

@@ -927,8 +927,8 @@ impl FilterState {
         let may = if check_all {
             // The fast failregexes that match are kept for `run_line`'s first search.
             self.screened = true;
-            // The content finder accepts one-line texts only.
-            let one_line = f.content_finder.is_some() && f.prefregex.is_some();
+            // The content finder, which placed `off`, accepts one-line texts only.
+            let one_line = f.content_finder.is_some();
             f.failregex
                 .list
                 .may_match_all(&mut self.fail_scratch, hay, one_line)
