@@ -100,45 +100,52 @@ pub struct DateDetector {
 }
 
 /// A native template's match at the line start depends only on the bytes its search
-/// looked at: lines that begin alike (stamped in the same second, from the same host)
-/// get the same match without a search.
+/// looked at, from where the date may begin (the line start, or just after the first `X`
+/// of a `^[^X]*X({DATE})` datepattern): lines alike there (stamped in the same second,
+/// from the same host) get the same match without a search.
 #[derive(Debug, Clone, Default)]
 struct StartMemo {
     template: Option<usize>,
-    /// The bytes looked at.
+    /// Where the search began to read the date.
+    origin: usize,
+    /// The bytes looked at from `origin` on.
     key: Vec<u8>,
-    /// The search saw the end of the line: only the same line gives the same match.
+    /// The search saw the end of the line: only the same line end gives the same match.
     whole: bool,
     found: Option<NativeMatch>,
 }
 
 impl StartMemo {
-    fn get(&self, template: usize, line: &str) -> Option<&NativeMatch> {
+    /// The remembered match, if it holds for `line`, whose date would begin at
+    /// `origin`; with how far the match moves (the difference of the origins).
+    fn get(&self, template: usize, line: &str, origin: usize) -> Option<(&NativeMatch, isize)> {
         if self.template != Some(template) {
             return None;
         }
         let found = self.found.as_ref()?;
-        let b = line.as_bytes();
+        let b = line.as_bytes().get(origin..)?;
         let k = self.key.as_slice();
         if (self.whole && b.len() != k.len()) || b.len() < k.len() {
             return None;
         }
         let b = &b[..k.len()];
+        let by = origin as isize - self.origin as isize;
         if b == k {
-            return Some(found);
+            return Some((found, by));
         }
         // The same line start but for the seconds: the same match.
-        let at = found.shiftable_second(k)?;
-        seconds_apart(b, k, at).map(|_| found)
+        let at = found.second_digits(k, self.origin)?;
+        seconds_apart(b, k, at).map(|_| (found, by))
     }
 
-    fn set(&mut self, template: usize, line: &str, m: &NativeMatch) {
+    fn set(&mut self, template: usize, line: &str, origin: usize, m: &NativeMatch) {
         let b = line.as_bytes();
         let n = m.seen.min(b.len());
         self.template = Some(template);
+        self.origin = origin;
         self.whole = m.seen >= b.len();
         self.key.clear();
-        self.key.extend_from_slice(&b[..n]);
+        self.key.extend_from_slice(&b[origin.min(n)..n]);
         self.found = Some(m.clone());
     }
 }
@@ -389,7 +396,7 @@ impl DateDetector {
                     self.memo.shift = match (&hit.found, time) {
                         (Found::Native(m), Some(t)) if self.templates[template].fields_value() => {
                             let at = m
-                                .shiftable_second(line.as_bytes())
+                                .shiftable_second(line.as_bytes(), 0)
                                 .and_then(|at| at.checked_sub(span.start))
                                 .filter(|at| at + 2 <= span.len());
                             at.zip(self.shift_window(t, now))
@@ -490,19 +497,25 @@ impl DateDetector {
 
     /// The search of a template tied to the line start, through the memo.
     fn search_line_start<'t>(&mut self, template: usize, line: &'t str) -> Option<Hit<'t>> {
-        if let Some(m) = self.start_memo.get(template, line) {
+        let origin = self.templates[template].origin(line);
+        if let Some(origin) = origin
+            && let Some((m, by)) = self.start_memo.get(template, line, origin)
+        {
             self.found[template] += 1;
-            let found = match self.spare.take() {
+            let mut found = match self.spare.take() {
                 Some(mut b) => {
                     b.as_mut().clone_from(m);
                     b
                 }
                 None => Box::new(m.clone()),
             };
+            if by != 0 {
+                found.move_by(by);
+            }
             return Some(Hit {
-                start: m.start,
-                end: m.group.end,
-                group: Some(m.group.clone()),
+                start: found.start,
+                end: found.group.end,
+                group: Some(found.group.clone()),
                 found: Found::Native(found),
             });
         }
@@ -512,8 +525,9 @@ impl DateDetector {
             ..
         }) = &hit
             && m.seen != usize::MAX
+            && let Some(origin) = origin
         {
-            self.start_memo.set(template, line, m);
+            self.start_memo.set(template, line, origin, m);
         }
         hit
     }
@@ -953,10 +967,17 @@ mod tests {
             "2005-03-02 00:00:01",
             "2005-03-02T00:00:01.25+02:00",
             "",
+            "[31/Oct/2006:09:22:55 -0000]",
+            "10.0.0.1 - - [31/Oct/2006:09:22:55 -0000]",
+            "10.0.0.12 - - [31/Oct/2006:09:22:56 -0000]",
+            "10.0.0.12 - - [31/Oct/2006:09:22:56",
+            "x [Mar  2 00:00:01",
+            "[[Mar  2 00:00:01",
+            "é [31/Oct/2006:09:22:55",
         ];
         let tails = ["", " web1 sshd[1]: x", "x", " 2005", ".7 host", "  ", " é"];
         let mut next = crate::test_rng(0x9e37_79b9_7f4a_7c15u64);
-        for dp in [None, Some("{^LN-BEG}")] {
+        for dp in [None, Some("{^LN-BEG}"), Some(r"^[^\[]*\[({DATE})")] {
             let mut memo = detector(dp);
             let mut fresh = detector(dp);
             let mut hits = 0;
@@ -1020,20 +1041,40 @@ mod tests {
         let mut shifted = 0;
         for zone in &zones {
             for &now in &nows {
-                for dp in [None, Some("{^LN-BEG}"), Some("%b %d %H:%M:%S")] {
+                for dp in [
+                    None,
+                    Some("{^LN-BEG}"),
+                    Some("%b %d %H:%M:%S"),
+                    Some(r"^[^\[]*\[({DATE})"),
+                ] {
+                    let after = dp.is_some_and(|p| p.ends_with("({DATE})"));
                     let mut memo = DateDetector::new(dp, zone.clone()).unwrap();
                     let mut fresh = DateDetector::new(dp, zone.clone()).unwrap();
-                    let mut minute = minutes[0];
+                    let mut minute = minutes[0].to_string();
                     let mut tail = tails[0];
                     for _ in 0..3000 {
                         // Mostly the same minute and tail, with new seconds.
                         if next(8) == 0 {
-                            minute = minutes[next(minutes.len())];
+                            minute = minutes[next(minutes.len())].to_string();
+                            // After a `[`, also web-server dates, with a year and
+                            // mostly a zone.
+                            if after && next(2) == 0 {
+                                let (mon, rest) = minute.split_at(3);
+                                let (day, hm) = (rest[1..3].trim(), &rest[4..]);
+                                let year = ["2005", "2004"][next(2)];
+                                minute = format!("{day:0>2}/{mon}/{year}:{hm}");
+                            }
                         }
                         if next(16) == 0 {
-                            tail = tails[next(tails.len())];
+                            tail = [tails[next(tails.len())], " +0100]", " -0000] x"][next(3)];
                         }
-                        let line = format!("{minute}:{:02}{tail}", next(60));
+                        // After the first `[`, behind a prefix that changes.
+                        let head = if after {
+                            ["[", "x [", "192.0.2.7 - - [", "192.0.2.77 - - ["][next(4)]
+                        } else {
+                            ""
+                        };
+                        let line = format!("{head}{minute}:{:02}{tail}", next(60));
                         fresh.memo.template = usize::MAX;
                         fresh.memo.shift = None;
                         fresh.start_memo = StartMemo::default();

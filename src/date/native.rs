@@ -504,6 +504,10 @@ pub(crate) enum Start {
     /// fail2ban's unanchored `EPOCH`: at the line start, right after a `[` opening the
     /// line, or right after `audit(` (SELinux).
     Epoch,
+    /// Right after the first occurrence of this byte (an ASCII character): what a
+    /// datepattern `^[^X]*X({DATE})` leaves to the date, since `[^X]*` cannot run past the
+    /// first `X`. The match starts at the line start; the date is what follows the `X`.
+    AfterFirst(u8),
 }
 
 /// A 256-bit set of bytes.
@@ -896,20 +900,40 @@ pub(crate) struct NativeMatch {
 }
 
 impl NativeMatch {
-    /// The two digits of the seconds field, when the date also names its month and day
-    /// and carries no zone, with digits 00–59: another line that differs from this one
-    /// only in those two digits (each 00–59) gets the same match, and its time differs by
-    /// the difference of the seconds (within a stretch without zone transitions).
-    pub(crate) fn shiftable_second(&self, line: &[u8]) -> Option<usize> {
-        let set = |slot: Slot| self.caps[slot as usize] != UNSET;
+    /// Where the two digits of the seconds field are, when they are two digits 00–59:
+    /// another line that differs from this one only in those two digits (each 00–59)
+    /// gets the same match. `text` is the line from byte `origin` on; the place returned
+    /// is in `text`.
+    pub(crate) fn second_digits(&self, text: &[u8], origin: usize) -> Option<usize> {
         let (s, e) = self.caps[Slot::Second as usize];
+        let at = (s as usize).checked_sub(origin)?;
+        (s != u32::MAX && e == s + 2 && two_digit_second(text, at).is_some()).then_some(at)
+    }
+
+    /// [`NativeMatch::second_digits`], when the date also names its month and day, and
+    /// either carries no zone or carries a zone and a year: then another date that
+    /// differs only in those digits is this one's time plus the difference of the seconds
+    /// (within a stretch without zone transitions).
+    pub(crate) fn shiftable_second(&self, text: &[u8], origin: usize) -> Option<usize> {
+        let set = |slot: Slot| self.caps[slot as usize] != UNSET;
         let calendar = set(Slot::Day) && (set(Slot::Month) || set(Slot::MonthAbbr));
-        (calendar
-            && !set(Slot::Zone)
-            && s != u32::MAX
-            && e == s + 2
-            && two_digit_second(line, s as usize).is_some())
-        .then_some(s as usize)
+        let year = set(Slot::Year) || set(Slot::Year2);
+        if !calendar || (set(Slot::Zone) && !year) {
+            return None;
+        }
+        self.second_digits(text, origin)
+    }
+
+    /// The same match for a line whose date begins `by` bytes further along (its text
+    /// from there on being the same); the match still starts at the line start.
+    pub(crate) fn move_by(&mut self, by: isize) {
+        let at = |x: usize| x.checked_add_signed(by).unwrap_or(0);
+        self.group = at(self.group.start)..at(self.group.end);
+        self.seen = self.seen.checked_add_signed(by).unwrap_or(usize::MAX);
+        for c in self.caps.iter_mut().filter(|c| **c != UNSET) {
+            c.0 = at(c.0 as usize) as u32;
+            c.1 = at(c.1 as usize) as u32;
+        }
     }
 
     /// The recorded fields, in slot order.
@@ -982,6 +1006,17 @@ impl Program {
         }
     }
 
+    /// Where a search tied to the line start begins to read the date in `line`, when the
+    /// line allows a match at all: the result depends on the bytes from there on only
+    /// (and on those before being free of the `X` of [`Start::AfterFirst`]).
+    pub(crate) fn origin(&self, line: &str) -> Option<usize> {
+        match self.start {
+            Start::LineBegin | Start::Caret => Some(0),
+            Start::AfterFirst(x) => memchr::memchr(x, line.as_bytes()).map(|i| i + 1),
+            Start::Word | Start::Any | Start::Epoch => None,
+        }
+    }
+
     fn run<'h>(&self, hay: &'h str) -> Run<'h> {
         Run {
             hay,
@@ -1033,7 +1068,10 @@ impl Program {
             start,
             group: p..end,
             caps,
-            seen: if matches!(self.start, Start::LineBegin | Start::Caret) {
+            seen: if matches!(
+                self.start,
+                Start::LineBegin | Start::Caret | Start::AfterFirst(_)
+            ) {
                 // The start skipped at most two characters and looked at the next byte.
                 seen.max(p + 1)
                     .max(if self.start == Start::LineBegin { 8 } else { 0 })
@@ -1096,6 +1134,16 @@ impl Program {
                     return None;
                 }
                 try_at(0).map(|r| found(0, 0, r))
+            }
+            Start::AfterFirst(x) => {
+                if pos != 0 {
+                    return None;
+                }
+                let p = memchr::memchr(x, bytes)? + 1;
+                if p < bytes.len() && !self.first.contains(bytes[p]) {
+                    return None;
+                }
+                try_at(p).map(|r| found(0, p, r))
             }
             Start::LineBegin => {
                 if pos != 0 {

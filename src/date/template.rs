@@ -21,6 +21,8 @@ pub(crate) enum Matcher {
     Regex(Box<RegexTemplate>),
     /// `{NONE}`: an empty match at the line start.
     Empty,
+    /// A template that cannot match any line.
+    Never,
 }
 
 /// One template of a detector.
@@ -58,6 +60,15 @@ impl Template {
     /// better candidate.
     pub(crate) fn anchored(&self) -> bool {
         self.flags & (LINE_BEGIN | LINE_END) != 0
+    }
+
+    /// For a native template tied to the line start: where in `line` it begins to read
+    /// the date (see [`Program::origin`]).
+    pub(crate) fn origin(&self, line: &str) -> Option<usize> {
+        match &self.matcher {
+            Matcher::Native { program, .. } => program.origin(line),
+            _ => None,
+        }
     }
 
     /// Whether the search visits the line's word starts (see [`super::native::word_starts`]).
@@ -98,6 +109,7 @@ impl Template {
                 group: Some(0..0),
                 found: Found::Empty,
             }),
+            Matcher::Never => None,
         }
     }
 
@@ -178,7 +190,7 @@ fn start_flags(start: Start) -> u8 {
     match start {
         Start::Word => WORD_BEGIN | WORD_END,
         Start::Any | Start::Epoch => WORD_END,
-        Start::LineBegin | Start::Caret => LINE_BEGIN | WORD_END,
+        Start::LineBegin | Start::Caret | Start::AfterFirst(_) => LINE_BEGIN | WORD_END,
     }
 }
 
@@ -259,13 +271,69 @@ pub(crate) fn date_templates(pre: &str, years: YearRange) -> Result<Vec<Template
     // EPOCH and TAI64N have no `%` form: fail2ban puts their names in place of `{DATE}`,
     // which makes a keyword again only when nothing but an anchor surrounds it, and else
     // a literal word.
+    let native_start = native_date_start(pre);
     DEFAULTS
         .iter()
         .map(|d| {
             let date = d.pattern.or(d.keyword).unwrap_or_default();
-            pattern_template(&substitute_date(pre, unbound(date)), years)
+            let mut t = pattern_template(&substitute_date(pre, unbound(date)), years)?;
+            // The same search on the default's native program, where the prefix is one it
+            // can stand for (the regex is compiled all the same: it checks the pattern and
+            // names the template).
+            if let (Some(start), Some(_), Matcher::Regex(_)) = (native_start, d.pattern, &t.matcher)
+            {
+                t.matcher = match (start, d.start) {
+                    // `^` holds only at the line start, never after the prefix's `X`.
+                    (Start::AfterFirst(_), Start::Caret) => Matcher::Never,
+                    _ => Matcher::Native {
+                        program: Program::new(d.nodes, start, years),
+                        value: d.value,
+                    },
+                };
+            }
+            Ok(t)
         })
         .collect()
+}
+
+/// Where a default's own program must start to search like the `{DATE}` line `pre` made
+/// with that default: `^{DATE}` and `^({DATE})` at the line start, `^[^X]*X({DATE})` right
+/// after the first `X`. `None` for any other line (its templates stay regexes).
+fn native_date_start(pre: &str) -> Option<Start> {
+    let keys: Vec<Range<usize>> = date_keyword_ranges(pre).collect();
+    let [key] = keys.as_slice() else {
+        return None;
+    };
+    let (head, tail) = (&pre[..key.start], &pre[key.end..]);
+    if (head == "^" && tail.is_empty()) || (head == "^(" && tail == ")") {
+        return Some(Start::Caret);
+    }
+    if tail != ")" {
+        return None;
+    }
+    // `^[^X]*X(` with X one ASCII punctuation character, escaped or (where the regex
+    // syntax allows) not.
+    let rest = head.strip_prefix("^[^")?;
+    let (x, rest) = one_char(rest, true)?;
+    let rest = rest.strip_prefix("]*")?;
+    let (y, rest) = one_char(rest, false)?;
+    (x == y && rest == "(").then_some(Start::AfterFirst(x))
+}
+
+/// One ASCII punctuation character at the start of `s`, as a regex spells it inside a
+/// class (`in_class`) or outside: escaped, or bare where it has no special meaning there.
+fn one_char(s: &str, in_class: bool) -> Option<(u8, &str)> {
+    let b = s.as_bytes();
+    let special: &[u8] = if in_class {
+        b"\\]^-["
+    } else {
+        b"\\.^$*+?()[]{}|"
+    };
+    match b {
+        [b'\\', c, ..] if c.is_ascii_punctuation() => Some((*c, &s[2..])),
+        [c, ..] if c.is_ascii_punctuation() && !special.contains(c) => Some((*c, &s[1..])),
+        _ => None,
+    }
 }
 
 /// The key fail2ban files a pattern under: upper-cased unless it has `%` codes.
@@ -407,6 +475,140 @@ mod tests {
         let mut t = date_templates(r"^[^\[]*\[({DATE})", years()).unwrap();
         let hit = t[4].search(line, 0, line.len(), None).unwrap();
         assert_eq!(hit.group, Some(1..27));
+    }
+
+    /// `{DATE}` lines of the forms a native program can stand for search and read dates
+    /// exactly as their regexes do: same match, same date span, same time, on lines built
+    /// from every default's kind of date, broken and bent at random.
+    #[test]
+    fn native_date_lines_agree_with_their_regexes() {
+        use super::super::fields::{CivilNow, LocalZone};
+        let dates = [
+            "31/Oct/2006:09:22:55 -0000",
+            "31-oct-2006 09:22:55.25 +0100",
+            "2/Oct/2006 09:22:55",
+            "2005-03-02 00:00:01",
+            "2005-03-02T00:00:01.123+02:00",
+            "2005/03/02  00:00:01",
+            "Mar  2 00:00:01",
+            "Tue Mar  2 00:00:01.5 2005",
+            "Mar 02 2005 00:00:01",
+            "03/02/2005:00:00:01",
+            "02-03-05 1:02:03",
+            "12-31-2005 10:11:12.5",
+            "<03/02/05@12:13:14>",
+            "Mar-02-05 1:02:03",
+            "20050302 12:13:14",
+            "050302  12:13:14",
+            "Mar 02, 2005 01:02:03 PM",
+            "20050302T121314,5 +0100",
+            "CET Tue Mar  2 00:00:01",
+            "+0100 Mar  2 00:00:01 2005",
+            "1112345678",
+            "1112345678.123",
+            "@4000000037c219bf2ef02e94",
+            "12:13:14",
+            "Epoch",
+            "TAI64N",
+        ];
+        let heads = [
+            "",
+            "[",
+            "x [",
+            "192.0.2.1 - - [",
+            "a[b[",
+            "[[",
+            "é [",
+            "-",
+            "x|",
+            " ",
+        ];
+        let tails = [
+            "",
+            "]",
+            " x",
+            "a",
+            "5",
+            "é",
+            "] \"GET / HTTP/1.1\"",
+            ":",
+            "Z",
+        ];
+        let pres = [
+            r"^[^\[]*\[({DATE})",
+            r"^[^\[]*\[({date})",
+            "^{DATE}",
+            "^({DATE})",
+            r"^[^|]*\|({DATE})",
+            r"^[^\-]*-({DATE})",
+            r"^[^:]*:({DATE})",
+        ];
+        let now = CivilNow::new(jiff::civil::datetime(2006, 11, 2, 12, 0, 0, 0));
+        let mut zone = LocalZone::new(jiff::tz::TimeZone::fixed(jiff::tz::offset(1)));
+        let mut next = crate::test_rng(0x51f1_5eed_d47e_0001u64);
+        let mut found = 0;
+        let mut natives = 0;
+        for pre in pres {
+            let mut fast = date_templates(pre, years()).unwrap();
+            let mut slow: Vec<Template> = DEFAULTS
+                .iter()
+                .map(|d| {
+                    let date = d.pattern.or(d.keyword).unwrap_or_default();
+                    pattern_template(&substitute_date(pre, unbound(date)), years()).unwrap()
+                })
+                .collect();
+            natives += fast
+                .iter()
+                .filter(|t| matches!(t.matcher, Matcher::Native { .. }))
+                .count();
+            for _ in 0..4000 {
+                let mut date: Vec<char> = dates[next(dates.len())].chars().collect();
+                // Bend the date now and then: a character dropped, changed or doubled, or
+                // the case of a letter changed.
+                for _ in 0..next(3) {
+                    if date.is_empty() {
+                        break;
+                    }
+                    let i = next(date.len());
+                    match next(5) {
+                        0 => {
+                            date.remove(i);
+                        }
+                        1 => date[i] = ['0', '9', ' ', '/', ':', 'x', 'é', '['][next(8)],
+                        2 => date.insert(i, date[i]),
+                        3 => date[i] = date[i].to_ascii_uppercase(),
+                        _ => date[i] = date[i].to_ascii_lowercase(),
+                    }
+                }
+                let date: String = date.into_iter().collect();
+                let line = format!(
+                    "{}{date}{}",
+                    heads[next(heads.len())],
+                    tails[next(tails.len())]
+                );
+                for (f, s) in fast.iter_mut().zip(slow.iter_mut()) {
+                    let a = f.search(&line, 0, line.len(), None);
+                    let b = s.search(&line, 0, line.len(), None);
+                    let key =
+                        |h: &Option<Hit<'_>>| h.as_ref().map(|h| (h.start, h.end, h.group.clone()));
+                    assert_eq!(key(&a), key(&b), "{pre} {} {line:?}", s.name);
+                    if let (Some(a), Some(b)) = (a, b) {
+                        found += 1;
+                        assert_eq!(
+                            f.value(&line, &a, &now, &mut zone),
+                            s.value(&line, &b, &now, &mut zone),
+                            "{pre} {} {line:?}",
+                            s.name
+                        );
+                    }
+                }
+            }
+        }
+        // The 15 defaults with a `%` pattern run natively: after an `X` (5 lines) all but
+        // the two `^`-bound ones, which never match there; at the line start (2 lines)
+        // all. `^{DATE}` also turns EPOCH and TAI64N into their keyword programs.
+        assert_eq!(natives, 5 * 13 + 2 * 15 + 2, "{natives}");
+        assert!(found > 2000, "{found}");
     }
 
     #[test]
