@@ -484,13 +484,27 @@ impl PatternList {
             && !scratch.all_inner_newline
             && let Some(Starts::One(p)) = starts
             && let Some(&index) = self.fast_entries.get(p)
-            && let Some(hit) = self.pcre_at(scratch, index, hay, 0, None)
         {
-            scratch.all.clear();
-            scratch.all.push(index);
-            scratch.found = Some(hit);
-            scratch.all_ready = true;
-            return true;
+            match self.run_pcre(scratch, index, hay, 0) {
+                Some(Ok(Some(hit))) => {
+                    scratch.all.clear();
+                    scratch.all.push(index);
+                    scratch.found = Some(hit);
+                    scratch.all_ready = true;
+                    return true;
+                }
+                // On one line of ASCII text, where classes, case folding and `.` read
+                // the same in every mode, PCRE2 running the pattern as written and
+                // finding nothing is the answer: no other pattern can match either.
+                Some(Ok(None)) if hay.is_ascii() => {
+                    scratch.all.clear();
+                    scratch.all_ready = true;
+                    return false;
+                }
+                // No PCRE2 form, a limit reached, or text where the modes may differ:
+                // the automaton decides.
+                _ => {}
+            }
         }
         match (&self.co_match, &self.combined, scratch.combined.as_mut()) {
             (Some(co), Some(combined), Some(cache)) if !scratch.all_inner_newline => {
