@@ -95,6 +95,9 @@ pub struct DateDetector {
     starts_valid: bool,
     /// The last line-start match of a native template, with the bytes it depended on.
     start_memo: StartMemo,
+    /// The line's date came from the line-start memo (or set it): how many seconds it is
+    /// after the memo's date.
+    start_delta: Option<i64>,
     /// A native match's memory, kept from the last line for the next.
     spare: Option<Box<NativeMatch>>,
 }
@@ -113,12 +116,30 @@ struct StartMemo {
     /// The search saw the end of the line: only the same line end gives the same match.
     whole: bool,
     found: Option<NativeMatch>,
+    /// The time of the date in the bytes of `key`, read in the second `KeyTime::second`.
+    time: Option<KeyTime>,
+}
+
+/// The time of a start memo's date (in seconds), with the times a date differing from it
+/// only in its seconds digits may take by adding the difference (see [`Memo::shifted`]).
+#[derive(Debug, Clone, Copy)]
+struct KeyTime {
+    second: i64,
+    t: i64,
+    lo: i64,
+    hi: i64,
 }
 
 impl StartMemo {
     /// The remembered match, if it holds for `line`, whose date would begin at
-    /// `origin`; with how far the match moves (the difference of the origins).
-    fn get(&self, template: usize, line: &str, origin: usize) -> Option<(&NativeMatch, isize)> {
+    /// `origin`; with how far the match moves (the difference of the origins) and how
+    /// many seconds the line's date is after the remembered one.
+    fn get(
+        &self,
+        template: usize,
+        line: &str,
+        origin: usize,
+    ) -> Option<(&NativeMatch, isize, i64)> {
         if self.template != Some(template) {
             return None;
         }
@@ -131,11 +152,21 @@ impl StartMemo {
         let b = &b[..k.len()];
         let by = origin as isize - self.origin as isize;
         if b == k {
-            return Some((found, by));
+            return Some((found, by, 0));
         }
         // The same line start but for the seconds: the same match.
         let at = found.second_digits(k, self.origin)?;
-        seconds_apart(b, k, at).map(|_| (found, by))
+        seconds_apart(b, k, at).map(|d| (found, by, d))
+    }
+
+    /// The time of a date `delta` seconds after the remembered one, read in `second`,
+    /// when the remembered time allows the shift.
+    fn time(&self, second: i64, delta: i64) -> Option<Timestamp> {
+        let k = self.time.filter(|k| k.second == second)?;
+        let t = k.t + delta;
+        (k.lo <= t && t <= k.hi)
+            .then(|| Timestamp::from_second(t).ok())
+            .flatten()
     }
 
     fn set(&mut self, template: usize, line: &str, origin: usize, m: &NativeMatch) {
@@ -147,6 +178,7 @@ impl StartMemo {
         self.key.clear();
         self.key.extend_from_slice(&b[origin.min(n)..n]);
         self.found = Some(m.clone());
+        self.time = None;
     }
 }
 
@@ -238,6 +270,7 @@ impl DateDetector {
             starts: Vec::new(),
             starts_valid: false,
             start_memo: StartMemo::default(),
+            start_delta: None,
             spare: None,
         };
         let lines: Vec<&str> = datepattern
@@ -352,6 +385,7 @@ impl DateDetector {
 
     /// Finds the date in `line`; `now` drives year inference.
     pub fn detect(&mut self, line: &str, now: Timestamp) -> Option<DateMatch> {
+        self.start_delta = None;
         let (template, hit) = self.match_time(line, now)?;
         let span = match &hit.group {
             Some(g) => g.clone(),
@@ -367,6 +401,22 @@ impl DateDetector {
             return Some(unparsed(span));
         }
         let second = now.as_second();
+        // A date from the line-start memo: the memo's time plus the difference of the
+        // seconds, when that time is known for this second.
+        let delta = self
+            .start_delta
+            .filter(|_| self.start_memo.template == Some(template));
+        if let Some(t) = delta.and_then(|d| self.start_memo.time(second, d)) {
+            if let Found::Native(m) = hit.found {
+                self.spare = Some(m);
+            }
+            return Some(DateMatch {
+                time: t,
+                span,
+                template,
+                parsed: true,
+            });
+        }
         // A date depends on the text of its fields and the current second only: bursts of
         // lines stamped with the same second reuse the last result.
         let key = self.templates[template].value_text(line, &hit);
@@ -408,6 +458,26 @@ impl DateDetector {
                 time
             }
         };
+        // The memo's date time, for the next lines that differ from it only in seconds.
+        if let (Some(d), Some(t)) = (delta, time) {
+            let t = t.as_second();
+            let (lo, hi) = match &hit.found {
+                Found::Native(m)
+                    if self.templates[template].fields_value()
+                        && m.shiftable_second(line.as_bytes(), 0).is_some() =>
+                {
+                    self.shift_window(Timestamp::from_second(t).unwrap_or(now), now)
+                        .unwrap_or((t, t))
+                }
+                _ => (t, t),
+            };
+            self.start_memo.time = Some(KeyTime {
+                second,
+                t: t - d,
+                lo,
+                hi,
+            });
+        }
         match hit.found {
             // The memory of a native match serves the next line-start memo hit.
             Found::Native(m) => self.spare = Some(m),
@@ -499,9 +569,10 @@ impl DateDetector {
     fn search_line_start<'t>(&mut self, template: usize, line: &'t str) -> Option<Hit<'t>> {
         let origin = self.templates[template].origin(line);
         if let Some(origin) = origin
-            && let Some((m, by)) = self.start_memo.get(template, line, origin)
+            && let Some((m, by, delta)) = self.start_memo.get(template, line, origin)
         {
             self.found[template] += 1;
+            self.start_delta = Some(delta);
             let mut found = match self.spare.take() {
                 Some(mut b) => {
                     b.as_mut().clone_from(m);
@@ -528,6 +599,7 @@ impl DateDetector {
             && let Some(origin) = origin
         {
             self.start_memo.set(template, line, origin, m);
+            self.start_delta = Some(0);
         }
         hit
     }
@@ -622,19 +694,26 @@ impl DateDetector {
         if self.first_unused == i {
             self.first_unused += 1;
         }
+        // The characters around the date are read again only when the next line's first
+        // search is this template's and it is not tied to the line start.
+        let around = !self.templates[template].anchored();
         self.last_start = Edge {
             at: start,
-            before: start.checked_sub(1).and_then(|p| char_at(line, p, ascii)),
-            after: char_at(line, start, ascii),
+            before: around
+                .then(|| start.checked_sub(1).and_then(|p| char_at(line, p, ascii)))
+                .flatten(),
+            after: around.then(|| char_at(line, start, ascii)).flatten(),
         };
         self.last_end = Edge {
             at: end,
             // At offset 0 fail2ban reads `line[-1]`: the last character.
-            before: match end.checked_sub(1) {
-                Some(p) => char_at(line, p, ascii),
-                None => line.chars().next_back(),
-            },
-            after: char_at(line, end, ascii),
+            before: around
+                .then(|| match end.checked_sub(1) {
+                    Some(p) => char_at(line, p, ascii),
+                    None => line.chars().next_back(),
+                })
+                .flatten(),
+            after: around.then(|| char_at(line, end, ascii)).flatten(),
         };
         if i != 0 && Some(i) != self.last_index {
             i = self.reorder(i);
@@ -1086,10 +1165,13 @@ mod tests {
                             b.as_ref().map(|m| (m.time, m.span.clone(), m.parsed)),
                             "{zone:?} now={now} {dp:?} {line:?}"
                         );
+                        // Shifted by the time memo, or by the line-start memo.
                         shifted += usize::from(
-                            memo.memo.shift.is_some()
+                            (memo.memo.shift.is_some()
                                 && before.is_some()
-                                && before != memo.memo.time,
+                                && before != memo.memo.time)
+                                || (memo.start_delta.is_some_and(|d| d != 0)
+                                    && memo.start_memo.time.is_some()),
                         );
                     }
                 }
