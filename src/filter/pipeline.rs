@@ -131,8 +131,87 @@ pub enum FilterError {
     MaxLines,
 }
 
-/// A group name, shared between the filter and the failures it produces.
-type Name = Arc<str>;
+/// A group name, interned: names compare by a number, and copying one costs nothing (a
+/// line's failure handles a dozen).
+#[derive(Clone, Copy)]
+struct Name {
+    id: u32,
+    text: &'static str,
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Name) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Names sort by their text, as fail2ban sorts group names.
+impl Ord for Name {
+    fn cmp(&self, other: &Name) -> std::cmp::Ordering {
+        self.text.cmp(other.text)
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.text
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.text.fmt(f)
+    }
+}
+
+/// The names the pipeline itself asks for, with the first numbers of the interner.
+mod key {
+    use super::Name;
+    const fn k(id: u32, text: &'static str) -> Name {
+        Name { id, text }
+    }
+    pub(super) const ALL: [Name; 11] = [
+        CONTENT, FID, NOFAIL, MLFGAINED, MLFFORGET, MLFID, USER, IP4, IP6, DNS, CIDR,
+    ];
+    pub(super) const CONTENT: Name = k(0, "content");
+    pub(super) const FID: Name = k(1, "fid");
+    pub(super) const NOFAIL: Name = k(2, "nofail");
+    pub(super) const MLFGAINED: Name = k(3, "mlfgained");
+    pub(super) const MLFFORGET: Name = k(4, "mlfforget");
+    pub(super) const MLFID: Name = k(5, "mlfid");
+    pub(super) const USER: Name = k(6, "user");
+    pub(super) const IP4: Name = k(7, "ip4");
+    pub(super) const IP6: Name = k(8, "ip6");
+    pub(super) const DNS: Name = k(9, "dns");
+    pub(super) const CIDR: Name = k(10, "cidr");
+}
+
+/// The one [`Name`] of `s`. Names come from filter files, so the interner holds no
+/// more than the distinct group names ever configured, also across reloads.
+fn name(s: &str) -> Name {
+    type Names = std::collections::HashMap<&'static str, u32>;
+    static NAMES: std::sync::Mutex<Option<Names>> = std::sync::Mutex::new(None);
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let map = names.get_or_insert_with(|| key::ALL.iter().map(|n| (n.text, n.id)).collect());
+    if let Some((&text, &id)) = map.get_key_value(s) {
+        return Name { id, text };
+    }
+    let text: &'static str = Box::leak(s.into());
+    let id = map.len() as u32;
+    map.insert(text, id);
+    Name { id, text }
+}
 
 /// Group handling of one compiled regex.
 #[derive(Debug)]
@@ -151,14 +230,14 @@ impl RegexMeta {
     fn new(tr: &Translation) -> RegexMeta {
         let mut alts = Vec::new();
         let mut tuples = Vec::new();
-        for name in tr.names.iter().flatten() {
-            if name.len() <= "alt_".len() {
+        for n in tr.names.iter().flatten() {
+            if n.len() <= "alt_".len() {
                 continue;
             }
-            if let Some(target) = complex_target(name, "alt_") {
-                alts.push((Name::from(name.as_str()), Name::from(target)));
-            } else if let Some(target) = complex_target(name, "tuple_") {
-                tuples.push((Name::from(name.as_str()), Name::from(target)));
+            if let Some(target) = complex_target(n, "alt_") {
+                alts.push((name(n), name(&target)));
+            } else if let Some(target) = complex_target(n, "tuple_") {
+                tuples.push((name(n), name(&target)));
             }
         }
         alts.sort();
@@ -176,11 +255,7 @@ impl RegexMeta {
             }
         }
         RegexMeta {
-            names: tr
-                .names
-                .iter()
-                .map(|n| n.as_deref().map(Name::from))
-                .collect(),
+            names: tr.names.iter().map(|n| n.as_deref().map(name)).collect(),
             alts,
             tuples,
             skiplines,
@@ -220,8 +295,6 @@ pub struct Filter {
     failregex: CompiledList,
     ignoreregex: CompiledList,
     engines: Vec<EngineInfo>,
-    /// `nofail`, shared by the failures that gain it.
-    nofail_name: Name,
 }
 
 const ID_GROUPS: [&str; 5] = ["fid", "ip4", "ip6", "dns", "mlfid"];
@@ -318,7 +391,6 @@ impl Filter {
             failregex,
             ignoreregex,
             engines,
-            nofail_name: Name::from("nofail"),
         })
     }
 
@@ -490,8 +562,8 @@ fn truthy(v: Option<&Option<Value>>) -> bool {
 struct Groups(Vec<(Name, Option<Value>)>);
 
 impl Groups {
-    fn get(&self, k: &str) -> Option<&Option<Value>> {
-        self.0.iter().find(|(n, _)| &**n == k).map(|(_, v)| v)
+    fn get(&self, k: Name) -> Option<&Option<Value>> {
+        self.0.iter().find(|(n, _)| *n == k).map(|(_, v)| v)
     }
 
     /// Sets a group, replacing its value if it is there.
@@ -502,8 +574,8 @@ impl Groups {
         }
     }
 
-    fn remove(&mut self, k: &str) -> Option<Option<Value>> {
-        let i = self.0.iter().position(|(n, _)| &**n == k)?;
+    fn remove(&mut self, k: Name) -> Option<Option<Value>> {
+        let i = self.0.iter().position(|(n, _)| *n == k)?;
         Some(self.0.remove(i).1)
     }
 
@@ -543,12 +615,12 @@ struct FailData {
 }
 
 impl FailData {
-    fn get_str(&self, k: &str) -> Option<String> {
+    fn get_str(&self, k: Name) -> Option<String> {
         self.get_text(k).map(Cow::into_owned)
     }
 
     /// [`FailData::get_str`] without a copy when the value is a plain string.
-    fn get_text(&self, k: &str) -> Option<Cow<'_, str>> {
+    fn get_text(&self, k: Name) -> Option<Cow<'_, str>> {
         match self.groups.get(k) {
             Some(Some(Value::Str(s))) => Some(Cow::Borrowed(s)),
             Some(Some(v)) => Some(Cow::Owned(v.text())),
@@ -1035,7 +1107,7 @@ impl FilterState {
                     };
                     self.prefregex_matched = Some(true);
                     let (mut groups, content_span) = groups;
-                    let content = groups.remove("content").flatten();
+                    let content = groups.remove(key::CONTENT).flatten();
                     if let Some(c) = content.filter(Value::truthy) {
                         match content_span {
                             Some((s, e))
@@ -1125,11 +1197,13 @@ impl FilterState {
                         (Some(finder), Some(cache), Some(k)) => finder
                             .groups(cache, line.as_bytes(), k)
                             .zip(f.prefregex.as_ref())
-                            .map(|(hit, pre)| groups_but(hit, &pre.meta[0], line, Some("content"))),
+                            .map(|(hit, pre)| {
+                                groups_but(hit, &pre.meta[0], line, Some(key::CONTENT))
+                            }),
                         _ => self.prefregex_groups(line).map(|(g, _)| g),
                     }
                     .unwrap_or_default();
-                    g.remove("content");
+                    g.remove(key::CONTENT);
                     g
                 }
             };
@@ -1151,7 +1225,7 @@ impl FilterState {
                 groups: merged,
                 ..FailData::default()
             };
-            let mlfid = fail.get_str("mlfid");
+            let mlfid = fail.get_str(key::MLFID);
             let has_mlfid = mlfid.is_some();
             // The session the failure belongs to, stored back when the line is done.
             let mut session: Option<(String, Keep)> = None;
@@ -1160,7 +1234,7 @@ impl FilterState {
                 let matched: &[BufLine] = if self.details { &matched } else { &[] };
                 let (merged, keep) = self.merge_failure(&key, fail, matched, session_now);
                 fail = merged;
-                if truthy(fail.groups.get("nofail")) && !check_all {
+                if truthy(fail.groups.get(key::NOFAIL)) && !check_all {
                     self.keep_session(key, keep, fail, session_now);
                     return LineResult::Ignored {
                         ignoreregex: None,
@@ -1178,9 +1252,9 @@ impl FilterState {
             } else {
                 Cidr::Unspecified
             };
-            let fid = fail.groups.get("fid").cloned().flatten();
+            let fid = fail.groups.get(key::FID).cloned().flatten();
             let cidr_of = |fail: &FailData, family: Cidr| -> Option<Cidr> {
-                match fail.get_text("cidr").filter(|c| !c.is_empty()) {
+                match fail.get_text(key::CIDR).filter(|c| !c.is_empty()) {
                     None => Some(family),
                     Some(c) => c
                         .trim()
@@ -1190,21 +1264,21 @@ impl FilterState {
                 }
             };
             let mut id_source: Option<(Value, Cidr, bool)> = None;
-            if let Some(ip4) = fail.get_str("ip4") {
+            if let Some(ip4) = fail.get_str(key::IP4) {
                 match cidr_of(&fail, Cidr::V4) {
                     Some(c) => id_source = Some((Value::Str(ip4), c, true)),
                     None => {
                         return self.end_session(session, fail, session_now, LineResult::Missed);
                     }
                 }
-            } else if let Some(ip6) = fail.get_str("ip6") {
+            } else if let Some(ip6) = fail.get_str(key::IP6) {
                 match cidr_of(&fail, Cidr::V6) {
                     Some(c) => id_source = Some((Value::Str(ip6), c, true)),
                     None => {
                         return self.end_session(session, fail, session_now, LineResult::Missed);
                     }
                 }
-            } else if let Some(dns) = fail.get_str("dns") {
+            } else if let Some(dns) = fail.get_str(key::DNS) {
                 id_source = Some((Value::Str(dns), default_cidr, raw_ids));
             } else {
                 if fid.is_none() && !has_mlfid {
@@ -1388,24 +1462,24 @@ impl FilterState {
         const PREV_NOFAIL: u8 = 4;
         const GAINED: u8 = 8;
         let mut flags = 0u8;
-        if truthy(fail.groups.get("mlfgained")) {
+        if truthy(fail.groups.get(key::MLFGAINED)) {
             flags |= GAINED | NOFAIL;
-            if !truthy(fail.groups.get("nofail")) {
-                let g = fail.groups.get("mlfgained").cloned().flatten();
-                fail.groups.insert(self.filter.nofail_name.clone(), g);
+            if !truthy(fail.groups.get(key::NOFAIL)) {
+                let g = fail.groups.get(key::MLFGAINED).cloned().flatten();
+                fail.groups.insert(key::NOFAIL, g);
             }
-        } else if truthy(fail.groups.get("nofail")) {
+        } else if truthy(fail.groups.get(key::NOFAIL)) {
             flags |= NOFAIL;
         }
         if fail
             .groups
-            .remove("mlfforget")
+            .remove(key::MLFFORGET)
             .flatten()
             .is_some_and(|v| v.truthy())
         {
             flags |= FORGET;
         }
-        let user = fail.get_str("user").filter(|u| !u.is_empty());
+        let user = fail.get_str(key::USER).filter(|u| !u.is_empty());
         let user = user.as_deref();
         let keep;
         let many_users;
@@ -1415,7 +1489,7 @@ impl FilterState {
             many_users = cached.users.as_ref().is_some_and(|u| u.len() > 1);
             if cached
                 .groups
-                .remove("nofail")
+                .remove(key::NOFAIL)
                 .flatten()
                 .is_some_and(|v| v.truthy())
             {
@@ -1423,7 +1497,7 @@ impl FilterState {
             }
             if cached
                 .groups
-                .remove("mlfgained")
+                .remove(key::MLFGAINED)
                 .flatten()
                 .is_some_and(|v| v.truthy())
             {
@@ -1459,8 +1533,8 @@ impl FilterState {
         }
         let pending = std::mem::take(&mut fail.mlfpending);
         if pending || many_users {
-            fail.groups.remove("nofail");
-            fail.groups.remove("mlfgained");
+            fail.groups.remove(key::NOFAIL);
+            fail.groups.remove(key::MLFGAINED);
             flags &= !(GAINED | NOFAIL);
         }
         if flags & NOFAIL == 0 {
@@ -1541,7 +1615,7 @@ fn make_failure(
     time: Timestamp,
     details: bool,
 ) -> Failure {
-    let nofail = truthy(fail.groups.get("nofail"));
+    let nofail = truthy(fail.groups.get(key::NOFAIL));
     if !details {
         return Failure {
             id: id.text,
@@ -1591,11 +1665,11 @@ fn groups_of(hit: &Hit, meta: &RegexMeta, text: &str) -> Groups {
 }
 
 /// [`groups_of`] without the group named `skip` (not even as unset).
-fn groups_but(hit: &Hit, meta: &RegexMeta, text: &str, skip: Option<&str>) -> Groups {
+fn groups_but(hit: &Hit, meta: &RegexMeta, text: &str, skip: Option<Name>) -> Groups {
     let mut g = Groups(Vec::with_capacity(meta.names.len() + meta.alts.len()));
     for (i, name) in meta.names.iter().enumerate() {
         if let Some(name) = name {
-            if skip.is_some_and(|k| **name == *k) {
+            if skip == Some(*name) {
                 continue;
             }
             let v = hit.groups.get(i).copied().flatten().map(|(s, e)| {
@@ -1606,18 +1680,18 @@ fn groups_but(hit: &Hit, meta: &RegexMeta, text: &str, skip: Option<&str>) -> Gr
                 })
             });
             // Names are distinct within a regex.
-            g.0.push((name.clone(), v));
+            g.0.push((*name, v));
         }
     }
     for (k, n) in &meta.alts {
-        let v = g.get(k).cloned().flatten();
-        if v.as_ref().is_some_and(Value::truthy) && !truthy(g.get(n)) {
-            g.insert(n.clone(), v);
+        let v = g.get(*k).cloned().flatten();
+        if v.as_ref().is_some_and(Value::truthy) && !truthy(g.get(*n)) {
+            g.insert(*n, v);
         }
     }
     for (k, n) in &meta.tuples {
-        let v = g.get(k).cloned().flatten().map(|v| v.text());
-        let t = match g.get(n).cloned().flatten() {
+        let v = g.get(*k).cloned().flatten().map(|v| v.text());
+        let t = match g.get(*n).cloned().flatten() {
             Some(Value::Tuple(mut t)) => {
                 t.push(v);
                 t
@@ -1625,7 +1699,7 @@ fn groups_but(hit: &Hit, meta: &RegexMeta, text: &str, skip: Option<&str>) -> Gr
             Some(Value::Str(s)) => vec![Some(s), v],
             None => vec![None, v],
         };
-        g.insert(n.clone(), Some(Value::Tuple(t)));
+        g.insert(*n, Some(Value::Tuple(t)));
     }
     g
 }
@@ -1724,6 +1798,25 @@ fn py_splitlines(s: &str) -> Vec<&str> {
 mod tests {
     use super::*;
 
+    /// Interned names: one number per text, the pipeline's own keys among them, order
+    /// by text.
+    #[test]
+    fn names_are_interned_once() {
+        for (i, k) in key::ALL.iter().enumerate() {
+            assert_eq!(k.id as usize, i, "{k:?}");
+            assert_eq!(name(k.text), *k);
+            let copy = String::from(k.text);
+            assert_eq!(name(&copy).id, k.id);
+        }
+        let a = name("alt_user_one");
+        let b = name(&String::from("alt_user_one"));
+        let c = name("alt_user_two");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.id >= key::ALL.len() as u32 && c.id >= key::ALL.len() as u32);
+        assert!(a < c && key::CIDR < key::USER);
+        assert_eq!(&*c, "alt_user_two");
+    }
     #[test]
     fn complex_names() {
         assert_eq!(
