@@ -107,6 +107,9 @@ pub struct Scratch {
     all_inner_newline: bool,
     /// The groups of an entry of `all`, already found by the screen.
     found: Option<Hit>,
+    /// Per entry, how texts that begin like it alone fared lately: positive when most
+    /// did not match it (its automaton then answers "no" before PCRE2 looks for groups).
+    misses: Vec<i8>,
 }
 
 impl Scratch {
@@ -440,6 +443,7 @@ impl PatternList {
             all: Vec::new(),
             all_ready: false,
             all_inner_newline: false,
+            misses: vec![0; self.entries.len()],
             found: None,
         }
     }
@@ -485,7 +489,22 @@ impl PatternList {
             && let Some(Starts::One(p)) = starts
             && let Some(&index) = self.fast_entries.get(p)
         {
-            match self.run_pcre(scratch, index, hay, 0) {
+            // Where such texts mostly do not match, the pattern's automaton (linear, no
+            // groups) tells first: a PCRE2 search that fails can backtrack a long way.
+            let miss = &mut scratch.misses[index];
+            if *miss > 0 && !self.fast_matches(scratch, index, hay) {
+                scratch.misses[index] = scratch.misses[index].saturating_add(1).min(16);
+                scratch.all.clear();
+                scratch.all_ready = true;
+                return false;
+            }
+            let outcome = self.run_pcre(scratch, index, hay, 0);
+            let miss = &mut scratch.misses[index];
+            *miss = match &outcome {
+                Some(Ok(Some(_))) => miss.saturating_sub(1).max(-16),
+                _ => miss.saturating_add(1).min(16),
+            };
+            match outcome {
                 Some(Ok(Some(hit))) => {
                     scratch.all.clear();
                     scratch.all.push(index);
