@@ -589,6 +589,7 @@ impl Groups {
 
     /// Adds `other`'s groups, its values winning.
     fn extend(&mut self, other: Groups) {
+        self.0.reserve(other.0.len());
         for (k, v) in other.0 {
             self.insert(k, v);
         }
