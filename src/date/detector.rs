@@ -459,16 +459,16 @@ impl DateDetector {
             }
         };
         // The memo's date time, for the next lines that differ from it only in seconds.
-        if let (Some(d), Some(t)) = (delta, time) {
+        // Only dates read from fields, which carry whole seconds (an epoch keeps its
+        // fraction).
+        if let (Some(d), Some(t)) = (delta, time)
+            && self.templates[template].fields_value()
+        {
             let t = t.as_second();
             let (lo, hi) = match &hit.found {
-                Found::Native(m)
-                    if self.templates[template].fields_value()
-                        && m.shiftable_second(line.as_bytes(), 0).is_some() =>
-                {
-                    self.shift_window(Timestamp::from_second(t).unwrap_or(now), now)
-                        .unwrap_or((t, t))
-                }
+                Found::Native(m) if m.shiftable_second(line.as_bytes(), 0).is_some() => self
+                    .shift_window(Timestamp::from_second(t).unwrap_or(now), now)
+                    .unwrap_or((t, t)),
                 _ => (t, t),
             };
             self.start_memo.time = Some(KeyTime {
@@ -1053,6 +1053,9 @@ mod tests {
             "x [Mar  2 00:00:01",
             "[[Mar  2 00:00:01",
             "é [31/Oct/2006:09:22:55",
+            "1112345678.123",
+            "1112345678.123 x",
+            "1112345679",
         ];
         let tails = ["", " web1 sshd[1]: x", "x", " 2005", ".7 host", "  ", " é"];
         let mut next = crate::test_rng(0x9e37_79b9_7f4a_7c15u64);
@@ -1060,7 +1063,7 @@ mod tests {
             let mut memo = detector(dp);
             let mut fresh = detector(dp);
             let mut hits = 0;
-            for _ in 0..3000 {
+            for _ in 0..5000 {
                 let line = format!("{}{}", heads[next(heads.len())], tails[next(tails.len())]);
                 fresh.start_memo = StartMemo::default();
                 let a = memo.detect(&line, now());
