@@ -120,6 +120,10 @@ impl Scratch {
     }
 }
 
+/// How far [`Scratch::misses`] counts either way: after this many texts in a row, the
+/// other outcome takes as many to change the order back.
+const MISS_MEMORY: i8 = 16;
+
 /// A compile failure of one regex of the list.
 #[derive(Debug, Clone)]
 pub struct CompileFailure {
@@ -491,9 +495,8 @@ impl PatternList {
         {
             // Where such texts mostly do not match, the pattern's automaton (linear, no
             // groups) tells first: a PCRE2 search that fails can backtrack a long way.
-            let miss = &mut scratch.misses[index];
-            if *miss > 0 && !self.fast_matches(scratch, index, hay) {
-                scratch.misses[index] = scratch.misses[index].saturating_add(1).min(16);
+            if scratch.misses[index] > 0 && !self.fast_matches(scratch, index, hay) {
+                scratch.misses[index] = (scratch.misses[index] + 1).min(MISS_MEMORY);
                 scratch.all.clear();
                 scratch.all_ready = true;
                 return false;
@@ -501,8 +504,8 @@ impl PatternList {
             let outcome = self.run_pcre(scratch, index, hay, 0);
             let miss = &mut scratch.misses[index];
             *miss = match &outcome {
-                Some(Ok(Some(_))) => miss.saturating_sub(1).max(-16),
-                _ => miss.saturating_add(1).min(16),
+                Some(Ok(Some(_))) => (*miss - 1).max(-MISS_MEMORY),
+                _ => (*miss + 1).min(MISS_MEMORY),
             };
             match outcome {
                 Some(Ok(Some(hit))) => {
