@@ -923,13 +923,16 @@ fn extracted(
 }
 
 /// A set of literals, tested against the start of a text: the literals with the text's
-/// first byte, compared in turn (a handful at most for a filter's regexes).
+/// first two bytes (and those of one byte), compared in turn.
 #[derive(Debug)]
 struct StartLiterals {
     /// (literal, pattern it starts), sorted and deduplicated, so that the literals of one
-    /// first byte are together.
+    /// first byte are together, and among them those of one second byte.
     lits: Vec<(Vec<u8>, usize)>,
-    /// For each first byte, the range of `lits` that begin with it.
+    /// Runs of `lits` with the same first two bytes: (second byte, None for a literal of
+    /// one byte; start; end).
+    runs: Vec<(Option<u8>, u16, u16)>,
+    /// For each first byte, the range of `runs` that begin with it.
     by_first: Box<[(u16, u16); 256]>,
 }
 
@@ -951,30 +954,51 @@ impl StartLiterals {
             .collect();
         lits.sort_unstable();
         lits.dedup();
+        let mut runs: Vec<(Option<u8>, u16, u16)> = Vec::new();
         let mut by_first = Box::new([(0u16, 0u16); 256]);
+        let mut last: Option<(u8, Option<u8>)> = None;
         for (i, (l, _)) in lits.iter().enumerate() {
-            let e = &mut by_first[usize::from(l[0])];
-            if e.0 == e.1 {
-                e.0 = i as u16;
+            let head = (l[0], l.get(1).copied());
+            if last != Some(head) {
+                let e = &mut by_first[usize::from(l[0])];
+                if e.0 == e.1 {
+                    e.0 = runs.len() as u16;
+                }
+                e.1 = runs.len() as u16 + 1;
+                runs.push((head.1, i as u16, i as u16));
+                last = Some(head);
             }
-            e.1 = i as u16 + 1;
+            if let Some(run) = runs.last_mut() {
+                run.2 = i as u16 + 1;
+            }
         }
-        StartLiterals { lits, by_first }
+        StartLiterals {
+            lits,
+            runs,
+            by_first,
+        }
     }
 
     fn starts(&self, hay: &[u8]) -> Starts {
         let Some(&b) = hay.first() else {
             return Starts::None;
         };
+        let second = hay.get(1).copied();
         let (s, e) = self.by_first[usize::from(b)];
         let mut found = Starts::None;
-        for (l, p) in &self.lits[usize::from(s)..usize::from(e)] {
-            if hay.starts_with(l) {
-                found = match found {
-                    Starts::None => Starts::One(*p),
-                    Starts::One(q) if q == *p => found,
-                    _ => return Starts::Several,
-                };
+        for &(run_second, rs, re) in &self.runs[usize::from(s)..usize::from(e)] {
+            // A one-byte literal's run, or the run of the text's second byte.
+            if run_second.is_some() && run_second != second {
+                continue;
+            }
+            for (l, p) in &self.lits[usize::from(rs)..usize::from(re)] {
+                if hay.starts_with(l) {
+                    found = match found {
+                        Starts::None => Starts::One(*p),
+                        Starts::One(q) if q == *p => found,
+                        _ => return Starts::Several,
+                    };
+                }
             }
         }
         found
@@ -1407,6 +1431,49 @@ mod tests {
                 t
             })
             .collect()
+    }
+
+    /// The start-literal table finds what comparing every literal finds: literals of one
+    /// byte and longer, texts shorter than them, shared first bytes.
+    #[test]
+    fn start_literals_agree_with_comparing_each() {
+        let mut next = crate::test_rng(0x0123_4567_89ab_cdefu64);
+        let alphabet = b"abc\0";
+        let word = |next: &mut dyn FnMut(usize) -> usize, max: usize| -> Vec<u8> {
+            (0..1 + next(max))
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect()
+        };
+        let mut several = 0;
+        for _ in 0..300 {
+            let sets: Vec<Vec<Vec<u8>>> = (0..1 + next(4))
+                .map(|_| (0..1 + next(4)).map(|_| word(&mut next, 5)).collect())
+                .collect();
+            let table = StartLiterals::new(sets.clone());
+            for _ in 0..50 {
+                let mut hay = if next(2) == 0 {
+                    word(&mut next, 7)
+                } else {
+                    let set = &sets[next(sets.len())];
+                    let mut h = set[next(set.len())].clone();
+                    h.extend(word(&mut next, 3));
+                    h
+                };
+                hay.truncate(next(hay.len() + 1));
+                let mut want = Starts::None;
+                for (p, set) in sets.iter().enumerate() {
+                    if set.iter().any(|l| hay.starts_with(l)) {
+                        want = match want {
+                            Starts::None => Starts::One(p),
+                            _ => Starts::Several,
+                        };
+                    }
+                }
+                several += usize::from(want == Starts::Several);
+                assert_eq!(table.starts(&hay), want, "{sets:?} {hay:?}");
+            }
+        }
+        assert!(several > 100, "{several}");
     }
 
     /// The check-all screen (start literals, then the leftmost-first automaton and the
