@@ -120,14 +120,32 @@ struct StartMemo {
     time: Option<KeyTime>,
 }
 
-/// The time of a start memo's date (in seconds), with the times a date differing from it
-/// only in its seconds digits may take by adding the difference (see [`Memo::shifted`]).
+/// The time of a start memo's date (in seconds), with the window a date differing from
+/// it only in its seconds digits may be shifted in.
 #[derive(Debug, Clone, Copy)]
 struct KeyTime {
     second: i64,
     t: i64,
+    window: Window,
+}
+
+/// The times (in seconds) a date just read may take when another date differs from it
+/// only in its seconds, as its time plus the difference: no zone transition nearby and no
+/// year inference at play (see [`DateDetector::shift_window`]).
+#[derive(Debug, Clone, Copy)]
+struct Window {
     lo: i64,
     hi: i64,
+}
+
+impl Window {
+    /// `t` (in seconds) plus `delta`, when that stays in the window.
+    fn shift(self, t: i64, delta: i64) -> Option<Timestamp> {
+        let t = t + delta;
+        (self.lo <= t && t <= self.hi)
+            .then(|| Timestamp::from_second(t).ok())
+            .flatten()
+    }
 }
 
 impl StartMemo {
@@ -163,10 +181,7 @@ impl StartMemo {
     /// when the remembered time allows the shift.
     fn time(&self, second: i64, delta: i64) -> Option<Timestamp> {
         let k = self.time.filter(|k| k.second == second)?;
-        let t = k.t + delta;
-        (k.lo <= t && t <= k.hi)
-            .then(|| Timestamp::from_second(t).ok())
-            .flatten()
+        k.window.shift(k.t, delta)
     }
 
     fn set(&mut self, template: usize, line: &str, origin: usize, m: &NativeMatch) {
@@ -192,14 +207,12 @@ struct Memo {
     shift: Option<Shift>,
 }
 
-/// For the last date: where its seconds are in its text, and the times (in seconds) a
-/// date that differs only in those seconds may take and still be the last time plus the
-/// difference: no zone transition nearby and no year inference at play.
+/// For the last date: where its seconds are in its text, and the window it may be
+/// shifted in.
 #[derive(Debug, Clone, Copy)]
 struct Shift {
     at: usize,
-    lo: i64,
-    hi: i64,
+    window: Window,
 }
 
 /// How far from a zone transition a shifted time must stay: more than any change of
@@ -214,10 +227,7 @@ impl Memo {
             return None;
         }
         let delta = seconds_apart(text.as_bytes(), self.text.as_bytes(), sh.at)?;
-        let t = self.time?.as_second() + delta;
-        (sh.lo <= t && t <= sh.hi)
-            .then(|| Timestamp::from_second(t).ok())
-            .flatten()
+        sh.window.shift(self.time?.as_second(), delta)
     }
 }
 
@@ -420,6 +430,8 @@ impl DateDetector {
         // A date depends on the text of its fields and the current second only: bursts of
         // lines stamped with the same second reuse the last result.
         let key = self.templates[template].value_text(line, &hit);
+        // Where the date's seconds are and the window its time may shift in, once read.
+        let mut shift: Option<Option<(usize, Window)>> = None;
         let time = match key {
             Some(text)
                 if self.memo.template == template
@@ -443,17 +455,14 @@ impl DateDetector {
                     self.memo.text.clear();
                     self.memo.text.push_str(text);
                     self.memo.time = time;
-                    self.memo.shift = match (&hit.found, time) {
-                        (Found::Native(m), Some(t)) if self.templates[template].fields_value() => {
-                            let at = m
-                                .shiftable_second(line.as_bytes(), 0)
-                                .and_then(|at| at.checked_sub(span.start))
-                                .filter(|at| at + 2 <= span.len());
-                            at.zip(self.shift_window(t, now))
-                                .map(|(at, (lo, hi))| Shift { at, lo, hi })
-                        }
-                        _ => None,
-                    };
+                    let sh = time.and_then(|t| self.seconds_shift(template, &hit, line, t, now));
+                    shift = Some(sh);
+                    self.memo.shift = sh.and_then(|(at, window)| {
+                        let at = at
+                            .checked_sub(span.start)
+                            .filter(|at| at + 2 <= span.len())?;
+                        Some(Shift { at, window })
+                    });
                 }
                 time
             }
@@ -461,21 +470,16 @@ impl DateDetector {
         // The memo's date time, for the next lines that differ from it only in seconds.
         // Only dates read from fields, which carry whole seconds (an epoch keeps its
         // fraction).
-        if let (Some(d), Some(t)) = (delta, time)
+        if let (Some(d), Some(time)) = (delta, time)
             && self.templates[template].fields_value()
         {
-            let t = t.as_second();
-            let (lo, hi) = match &hit.found {
-                Found::Native(m) if m.shiftable_second(line.as_bytes(), 0).is_some() => self
-                    .shift_window(Timestamp::from_second(t).unwrap_or(now), now)
-                    .unwrap_or((t, t)),
-                _ => (t, t),
-            };
+            let sh = shift.unwrap_or_else(|| self.seconds_shift(template, &hit, line, time, now));
+            let t = time.as_second();
             self.start_memo.time = Some(KeyTime {
                 second,
                 t: t - d,
-                lo,
-                hi,
+                // A date that cannot be shifted still serves lines with the same seconds.
+                window: sh.map_or(Window { lo: t, hi: t }, |(_, w)| w),
             });
         }
         match hit.found {
@@ -497,7 +501,7 @@ impl DateDetector {
     /// The times around `t` (a date just read) that a date in the same minute may be
     /// shifted to: far from any transition of the detector's zone, and not more than a
     /// day ahead of `now` (where fail2ban would take last year's date instead).
-    fn shift_window(&self, t: Timestamp, now: Timestamp) -> Option<(i64, i64)> {
+    fn shift_window(&self, t: Timestamp, now: Timestamp) -> Option<Window> {
         let zone = self.zone.zone();
         let secs = t.as_second();
         let mut lo = secs - 60;
@@ -518,7 +522,27 @@ impl DateDetector {
         let offset = |x: Timestamp| i64::from(zone.to_offset(x).seconds());
         let threshold = now.as_second() + 86_400 + offset(now) - offset(t);
         hi = hi.min(threshold);
-        (lo <= secs && secs <= hi).then_some((lo, hi))
+        (lo <= secs && secs <= hi).then_some(Window { lo, hi })
+    }
+
+    /// For a native date read from fields, at time `t`: where its seconds are in the
+    /// line, and the window its time may shift in.
+    fn seconds_shift(
+        &self,
+        template: usize,
+        hit: &Hit<'_>,
+        line: &str,
+        t: Timestamp,
+        now: Timestamp,
+    ) -> Option<(usize, Window)> {
+        let Found::Native(m) = &hit.found else {
+            return None;
+        };
+        if !self.templates[template].fields_value() {
+            return None;
+        }
+        m.shiftable_second(line.as_bytes(), 0)
+            .zip(self.shift_window(t, now))
     }
 
     /// `now` as a civil time in the detector's zone, to the whole second. Dates carry
@@ -694,27 +718,28 @@ impl DateDetector {
         if self.first_unused == i {
             self.first_unused += 1;
         }
-        // The characters around the date are read again only when the next line's first
-        // search is this template's and it is not tied to the line start.
-        let around = !self.templates[template].anchored();
         self.last_start = Edge {
             at: start,
-            before: around
-                .then(|| start.checked_sub(1).and_then(|p| char_at(line, p, ascii)))
-                .flatten(),
-            after: around.then(|| char_at(line, start, ascii)).flatten(),
+            before: None,
+            after: None,
         };
         self.last_end = Edge {
             at: end,
-            // At offset 0 fail2ban reads `line[-1]`: the last character.
-            before: around
-                .then(|| match end.checked_sub(1) {
-                    Some(p) => char_at(line, p, ascii),
-                    None => line.chars().next_back(),
-                })
-                .flatten(),
-            after: around.then(|| char_at(line, end, ascii)).flatten(),
+            before: None,
+            after: None,
         };
+        // The characters around the date are read again only when the next line's first
+        // search is this template's and it is not tied to the line start.
+        if !self.templates[template].anchored() {
+            self.last_start.before = start.checked_sub(1).and_then(|p| char_at(line, p, ascii));
+            self.last_start.after = char_at(line, start, ascii);
+            // At offset 0 fail2ban reads `line[-1]`: the last character.
+            self.last_end.before = match end.checked_sub(1) {
+                Some(p) => char_at(line, p, ascii),
+                None => line.chars().next_back(),
+            };
+            self.last_end.after = char_at(line, end, ascii);
+        }
         if i != 0 && Some(i) != self.last_index {
             i = self.reorder(i);
         }

@@ -1135,11 +1135,11 @@ impl Program {
                 }
                 try_at(0).map(|r| found(0, 0, r))
             }
-            Start::AfterFirst(x) => {
+            Start::AfterFirst(_) => {
                 if pos != 0 {
                     return None;
                 }
-                let p = memchr::memchr(x, bytes)? + 1;
+                let p = self.origin(hay)?;
                 if p < bytes.len() && !self.first.contains(bytes[p]) {
                     return None;
                 }
