@@ -118,6 +118,13 @@ impl Scratch {
         self.all_ready = false;
         self.found = None;
     }
+
+    /// Records that no entry matches the current text; false, for a screen to return.
+    fn nothing_matches(&mut self) -> bool {
+        self.all.clear();
+        self.all_ready = true;
+        false
+    }
 }
 
 /// How far [`Scratch::misses`] counts either way: after this many texts in a row, the
@@ -479,9 +486,7 @@ impl PatternList {
         scratch.all_inner_newline = false;
         let starts = self.starts(hay);
         if self.screened_out(hay, starts) {
-            scratch.all.clear();
-            scratch.all_ready = true;
-            return false;
+            return scratch.nothing_matches();
         }
         scratch.all_inner_newline = !one_line && inner_newline(hay);
         scratch.found = None;
@@ -497,9 +502,7 @@ impl PatternList {
             // groups) tells first: a PCRE2 search that fails can backtrack a long way.
             if scratch.misses[index] > 0 && !self.fast_matches(scratch, index, hay) {
                 scratch.misses[index] = (scratch.misses[index] + 1).min(MISS_MEMORY);
-                scratch.all.clear();
-                scratch.all_ready = true;
-                return false;
+                return scratch.nothing_matches();
             }
             let outcome = self.run_pcre(scratch, index, hay, 0);
             let miss = &mut scratch.misses[index];
@@ -519,9 +522,7 @@ impl PatternList {
                 // the same in every mode, PCRE2 running the pattern as written and
                 // finding nothing is the answer: no other pattern can match either.
                 Some(Ok(None)) if hay.is_ascii() => {
-                    scratch.all.clear();
-                    scratch.all_ready = true;
-                    return false;
+                    return scratch.nothing_matches();
                 }
                 // No PCRE2 form, a limit reached, or text where the modes may differ:
                 // the automaton decides.
