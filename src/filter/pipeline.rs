@@ -297,7 +297,8 @@ pub struct Filter {
     engines: Vec<EngineInfo>,
 }
 
-const ID_GROUPS: [&str; 5] = ["fid", "ip4", "ip6", "dns", "mlfid"];
+/// The groups that give a failure its id (a failregex needs one, or the prefregex).
+const ID_GROUPS: [Name; 5] = [key::FID, key::IP4, key::IP6, key::DNS, key::MLFID];
 
 impl Filter {
     /// Expands tags, translates and compiles every regex of `spec`. The error names the
@@ -362,7 +363,7 @@ impl Filter {
         };
         let failregex = compile_list(RegexKind::Failregex, &spec.failregex, spec.maxlines > 1)?;
         let ignoreregex = compile_list(RegexKind::Ignoreregex, &spec.ignoreregex, false)?;
-        let has_id = |m: &RegexMeta| m.names.iter().flatten().any(|n| ID_GROUPS.contains(&&**n));
+        let has_id = |m: &RegexMeta| m.names.iter().flatten().any(|n| ID_GROUPS.contains(n));
         let pref_has_id = prefregex.as_ref().is_some_and(|p| has_id(&p.meta[0]));
         if !pref_has_id && let Some(index) = failregex.meta.iter().position(|m| !has_id(m)) {
             return Err(FilterError::NoFailureId {
