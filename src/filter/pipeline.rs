@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
+use compact_str::CompactString as Text;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
@@ -293,6 +294,8 @@ pub struct Filter {
     /// Finds a trailing `<F-CONTENT>` of the prefregex without a capture engine.
     content_finder: Option<ContentFinder>,
     failregex: CompiledList,
+    /// The most groups a failregex match adds to the prefregex's.
+    fail_groups_room: usize,
     ignoreregex: CompiledList,
     engines: Vec<EngineInfo>,
 }
@@ -384,12 +387,19 @@ impl Filter {
             .and_then(|cp| ContentFinder::new(&cp, spec.unicode).ok()),
             _ => None,
         };
+        let fail_groups_room = failregex
+            .meta
+            .iter()
+            .map(|m| m.names.len() + m.alts.len() + m.tuples.len())
+            .max()
+            .unwrap_or(0);
         Ok(Filter {
             maxlines: spec.maxlines,
             usedns: spec.usedns,
             prefregex,
             content_finder,
             failregex,
+            fail_groups_room,
             ignoreregex,
             engines,
         })
@@ -491,7 +501,7 @@ fn join(lines: &[BufLine]) -> String {
 /// A group value: a capture, or several combined by `F-TUPLE_*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Value {
-    Str(String),
+    Str(Text),
     Tuple(Vec<Option<String>>),
 }
 
@@ -505,7 +515,7 @@ impl Value {
     /// The text fail2ban would show (`str()` of a string or of a tuple).
     fn text(&self) -> String {
         match self {
-            Value::Str(s) => s.clone(),
+            Value::Str(s) => s.to_string(),
             Value::Tuple(t) => {
                 let parts: Vec<String> = t
                     .iter()
@@ -588,6 +598,16 @@ impl Groups {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
+    /// Adds `other`'s groups that have a value, those values winning.
+    fn extend_set(&mut self, other: Groups) {
+        self.0.reserve(other.0.len());
+        for (k, v) in other.0 {
+            if v.is_some() {
+                self.insert(k, v);
+            }
+        }
+    }
+
     /// Adds `other`'s groups, its values winning.
     fn extend(&mut self, other: Groups) {
         self.0.reserve(other.0.len());
@@ -609,7 +629,7 @@ impl IntoIterator for Groups {
 #[derive(Debug, Clone, Default)]
 struct FailData {
     groups: Groups,
-    users: Option<BTreeSet<String>>,
+    users: Option<BTreeSet<Text>>,
     matches: Option<Vec<BufLine>>,
     nofail_matches: Option<Vec<BufLine>>,
     mlfpending: bool,
@@ -617,8 +637,12 @@ struct FailData {
 }
 
 impl FailData {
-    fn get_str(&self, k: Name) -> Option<String> {
-        self.get_text(k).map(Cow::into_owned)
+    fn get_str(&self, k: Name) -> Option<Text> {
+        match self.groups.get(k) {
+            Some(Some(Value::Str(s))) => Some(s.clone()),
+            Some(Some(v)) => Some(Text::from(v.text())),
+            _ => None,
+        }
     }
 
     /// [`FailData::get_str`] without a copy when the value is a plain string.
@@ -693,10 +717,10 @@ struct MlfidEntry {
 /// expired entries first, expiry fixed when an entry is set.
 #[derive(Debug, Default)]
 struct MlfidCache {
-    map: hashbrown::HashMap<String, MlfidEntry>,
+    map: hashbrown::HashMap<Text, MlfidEntry>,
     /// Keys in insertion order; entries whose sequence number no longer matches the map
     /// are stale (removed or re-inserted) and skipped.
-    order: VecDeque<(u64, String)>,
+    order: VecDeque<(u64, Text)>,
     seq: u64,
 }
 
@@ -708,11 +732,11 @@ impl MlfidCache {
         (e.expires > now).then_some(e)
     }
 
-    fn restore(&mut self, key: String, entry: MlfidEntry) {
+    fn restore(&mut self, key: Text, entry: MlfidEntry) {
         self.map.insert(key, entry);
     }
 
-    fn set(&mut self, key: String, data: FailData, now: Timestamp) {
+    fn set(&mut self, key: Text, data: FailData, now: Timestamp) {
         if self.map.len() >= MLFID_MAX_ENTRIES {
             while let Some((seq, k)) = self.order.pop_front() {
                 let live = self.map.get(&k).is_some_and(|e| e.seq == seq);
@@ -1200,7 +1224,13 @@ impl FilterState {
                             .groups(cache, line.as_bytes(), k)
                             .zip(f.prefregex.as_ref())
                             .map(|(hit, pre)| {
-                                groups_but(hit, &pre.meta[0], line, Some(key::CONTENT))
+                                groups_but(
+                                    hit,
+                                    &pre.meta[0],
+                                    line,
+                                    Some(key::CONTENT),
+                                    f.fail_groups_room,
+                                )
                             }),
                         _ => self.prefregex_groups(line).map(|(g, _)| g),
                     }
@@ -1220,7 +1250,12 @@ impl FilterState {
                 merged
             };
             if !check_all || f.maxlines > 1 {
-                self.buffer = unmatched;
+                if unmatched.is_empty() {
+                    // Keeps the buffer's room for the next line.
+                    self.buffer.clear();
+                } else {
+                    self.buffer = unmatched;
+                }
                 stale = true;
             }
             let mut fail = FailData {
@@ -1230,7 +1265,7 @@ impl FilterState {
             let mlfid = fail.get_str(key::MLFID);
             let has_mlfid = mlfid.is_some();
             // The session the failure belongs to, stored back when the line is done.
-            let mut session: Option<(String, Keep)> = None;
+            let mut session: Option<(Text, Keep)> = None;
             if let Some(key) = mlfid {
                 // Without details nobody reads a session's lines.
                 let matched: &[BufLine] = if self.details { &matched } else { &[] };
@@ -1405,7 +1440,8 @@ impl FilterState {
             .iter()
             .position(|n| n.as_deref() == Some("content"))
             .and_then(|i| hit.groups.get(i).copied().flatten());
-        Some((groups_of(&hit, meta, text), span))
+        let room = filter.fail_groups_room;
+        Some((groups_but(&hit, meta, text, None, room), span))
     }
 
     /// Runs the ignoreregexes; with a failregex match in multi-line mode only on the lines
@@ -1511,11 +1547,7 @@ impl FilterState {
             if flags & PREV_NOFAIL == 0 && !cached.mlfpending {
                 cached.matches = None;
             }
-            for (k, v) in std::mem::take(&mut fail.groups) {
-                if v.is_some() {
-                    cached.groups.insert(k, v);
-                }
-            }
+            cached.groups.extend_set(std::mem::take(&mut fail.groups));
             fail = cached;
             keep = if flags & FORGET != 0 {
                 Keep::Drop
@@ -1557,7 +1589,7 @@ impl FilterState {
     /// Stores the session back (if any) and returns `result`.
     fn end_session(
         &mut self,
-        session: Option<(String, Keep)>,
+        session: Option<(Text, Keep)>,
         fail: FailData,
         now: Timestamp,
         result: LineResult,
@@ -1569,7 +1601,7 @@ impl FilterState {
     }
 
     /// Stores a session's failure back after the line changed it.
-    fn keep_session(&mut self, key: String, keep: Keep, fail: FailData, now: Timestamp) {
+    fn keep_session(&mut self, key: Text, keep: Keep, fail: FailData, now: Timestamp) {
         match keep {
             Keep::Drop => {}
             Keep::Set => self.mlfid.set(key, fail, now),
@@ -1590,7 +1622,7 @@ fn update_users(fail: &mut FailData, user: Option<&str>) {
     if let Some(u) = user {
         let users = fail.users.get_or_insert_with(BTreeSet::new);
         if !users.contains(u) {
-            users.insert(u.to_string());
+            users.insert(Text::from(u));
         }
     }
 }
@@ -1649,7 +1681,7 @@ fn make_failure(
         time,
         regex,
         fields,
-        users: fail.users.clone().unwrap_or_default(),
+        users: fail.users.iter().flatten().map(Text::to_string).collect(),
         matches: fail
             .matches
             .iter()
@@ -1663,12 +1695,15 @@ fn make_failure(
 
 /// Named groups of a hit, with fail2ban's `alt_*` and `tuple_*` handling.
 fn groups_of(hit: &Hit, meta: &RegexMeta, text: &str) -> Groups {
-    groups_but(hit, meta, text, None)
+    groups_but(hit, meta, text, None, 0)
 }
 
-/// [`groups_of`] without the group named `skip` (not even as unset).
-fn groups_but(hit: &Hit, meta: &RegexMeta, text: &str, skip: Option<Name>) -> Groups {
-    let mut g = Groups(Vec::with_capacity(meta.names.len() + meta.alts.len()));
+/// [`groups_of`] without the group named `skip` (not even as unset), with `room` for
+/// more groups (a failregex's, joining a prefregex's).
+fn groups_but(hit: &Hit, meta: &RegexMeta, text: &str, skip: Option<Name>, room: usize) -> Groups {
+    let mut g = Groups(Vec::with_capacity(
+        meta.names.len() + meta.alts.len() + room,
+    ));
     for (i, name) in meta.names.iter().enumerate() {
         if let Some(name) = name {
             if skip == Some(*name) {
@@ -1677,8 +1712,8 @@ fn groups_but(hit: &Hit, meta: &RegexMeta, text: &str, skip: Option<Name>) -> Gr
             let v = hit.groups.get(i).copied().flatten().map(|(s, e)| {
                 // Byte-mode classes may end a group inside a multi-byte character.
                 Value::Str(match text.get(s..e) {
-                    Some(t) => t.to_string(),
-                    None => String::from_utf8_lossy(&text.as_bytes()[s..e]).into_owned(),
+                    Some(t) => Text::from(t),
+                    None => Text::from_utf8_lossy(&text.as_bytes()[s..e]),
                 })
             });
             // Names are distinct within a regex.
@@ -1698,7 +1733,7 @@ fn groups_but(hit: &Hit, meta: &RegexMeta, text: &str, skip: Option<Name>) -> Gr
                 t.push(v);
                 t
             }
-            Some(Value::Str(s)) => vec![Some(s), v],
+            Some(Value::Str(s)) => vec![Some(s.into_string()), v],
             None => vec![None, v],
         };
         g.insert(*n, Some(Value::Tuple(t)));
