@@ -183,6 +183,8 @@ pub fn run(cli: &Cli, args: &TestArgs) -> CliResult {
     processor.check_all = !args.no_check_all && args.out.is_none();
     processor.live = false;
     processor.set_session_clock(SessionClock::Wall);
+    // The log is read as lines split at newlines.
+    processor.set_split_lines(true);
     // The summary only counts failures; their fields are printed by --json and --out.
     processor.set_details(args.json || args.out.is_some());
 

@@ -1200,12 +1200,14 @@ impl ContentFinder {
         cache.recent[slot].2.as_ref()
     }
 
-    /// `hay` must be one line followed by `\n`, with no other newline.
-    pub fn find(&self, cache: &mut ContentCache, hay: &[u8]) -> ContentStart {
+    /// `hay` must be one line followed by `\n`, with no other newline: `Unknown`
+    /// otherwise. `one_line` says the caller knows there is no other (not looked for).
+    pub fn find(&self, cache: &mut ContentCache, hay: &[u8], one_line: bool) -> ContentStart {
         let Some(last) = hay.len().checked_sub(1) else {
             return ContentStart::Unknown;
         };
-        if hay[last] != b'\n' || memchr::memchr(b'\n', &hay[..last]).is_some() {
+        debug_assert!(!one_line || !hay[..last].contains(&b'\n'));
+        if hay[last] != b'\n' || (!one_line && memchr::memchr(b'\n', &hay[..last]).is_some()) {
             return ContentStart::Unknown;
         }
         // Only the end of the match is needed: no reverse scan for its start.
@@ -1565,12 +1567,19 @@ mod tests {
         lazy.dense = None;
         let (mut dc, mut lc) = (dense.cache(), lazy.cache());
         let mut found = 0;
+        let mut one_line = 0;
         for t in texts(5000) {
-            let a = dense.find(&mut dc, t.as_bytes());
-            assert_eq!(a, lazy.find(&mut lc, t.as_bytes()), "{t:?}");
+            let a = dense.find(&mut dc, t.as_bytes(), false);
+            assert_eq!(a, lazy.find(&mut lc, t.as_bytes(), false), "{t:?}");
             found += usize::from(matches!(a, ContentStart::At(k) if k > 0));
+            // A caller that vouches for a single line gets the same answer.
+            if t.len() > 1 && !t.as_bytes()[..t.len() - 1].contains(&b'\n') {
+                one_line += 1;
+                assert_eq!(dense.find(&mut dc, t.as_bytes(), true), a, "{t:?}");
+            }
         }
         assert!(found > 300, "{found}");
+        assert!(one_line > 1000, "{one_line}");
     }
 
     #[test]

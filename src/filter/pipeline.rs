@@ -804,6 +804,8 @@ pub enum SessionClock {
 #[derive(Debug)]
 pub struct FilterState {
     session_clock: SessionClock,
+    /// The caller's lines never hold a newline (see [`FilterState::set_split_lines`]).
+    split_lines: bool,
     filter: Arc<Filter>,
     buffer: Vec<BufLine>,
     mlfid: MlfidCache,
@@ -840,6 +842,7 @@ impl FilterState {
     pub fn new(filter: Arc<Filter>) -> Self {
         FilterState {
             session_clock: SessionClock::LineTime,
+            split_lines: false,
             pre_scratch: filter.prefregex.as_ref().map(|p| p.list.scratch()),
             known_content: None,
             screened: false,
@@ -869,6 +872,12 @@ impl FilterState {
     /// Chooses the clock of the session cache.
     pub fn set_session_clock(&mut self, clock: SessionClock) {
         self.session_clock = clock;
+    }
+
+    /// Whether every line given holds no newline (a reader that splits its input at
+    /// newlines): the prefregex's content is then found without looking for one.
+    pub fn set_split_lines(&mut self, on: bool) {
+        self.split_lines = on;
     }
 
     fn session_now(&self, line_time: Timestamp) -> Timestamp {
@@ -994,10 +1003,11 @@ impl FilterState {
         self.prefregex_matched = None;
         if let Some(pre) = &f.prefregex {
             match (&f.content_finder, self.content_cache.as_mut()) {
-                (Some(finder), Some(cache)) => match *self
-                    .known_content
-                    .insert(finder.find(cache, text.as_bytes()))
-                {
+                (Some(finder), Some(cache)) => match *self.known_content.insert(finder.find(
+                    cache,
+                    text.as_bytes(),
+                    self.split_lines,
+                )) {
                     ContentStart::NoMatch => {
                         self.prefregex_matched = Some(false);
                         return true;
@@ -1107,7 +1117,9 @@ impl FilterState {
                 self.content_cache.as_mut(),
             ) {
                 (Some(known), _, _) => known,
-                (None, Some(finder), Some(cache)) => finder.find(cache, text.as_bytes()),
+                (None, Some(finder), Some(cache)) => {
+                    finder.find(cache, text.as_bytes(), self.split_lines)
+                }
                 _ => ContentStart::Unknown,
             };
             match quick {

@@ -74,6 +74,11 @@ impl LineProcessor {
         self.state.set_details(on);
     }
 
+    /// Whether every line given holds no newline (see [`FilterState::set_split_lines`]).
+    pub fn set_split_lines(&mut self, on: bool) {
+        self.state.set_split_lines(on);
+    }
+
     /// Chooses the clock that ages sessions (see [`SessionClock`]).
     pub fn set_session_clock(&mut self, clock: SessionClock) {
         self.state.set_session_clock(clock);
