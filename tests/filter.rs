@@ -100,6 +100,38 @@ pub fn scenarios() -> Vec<Scenario> {
             },
         },
         Scenario {
+            name: "failregex groups named like the prefregex's win over them",
+            spec: spec(
+                Some(r"^host svc\[(?P<pid>\d+)\] (?P<user>\w+): <F-CONTENT>.+</F-CONTENT>$"),
+                &[
+                    r"^bad user <F-USER>\S+</F-USER> from <HOST>$",
+                    r"^auth failure from <HOST>$",
+                    r"^login <F-ALT_USER>\S+</F-ALT_USER> from <HOST>$",
+                ],
+                &[],
+            ),
+            check_all: false,
+            lines: vec![
+                "host svc[1] alice: bad user bob from 192.0.2.1",
+                "host svc[2] alice: auth failure from 192.0.2.2",
+                "host svc[3] alice: login carol from 192.0.2.3",
+            ],
+            check: |r| {
+                let field = |i: usize, k: &str| one(&r[i]).fields.get(k).cloned();
+                assert_eq!(one(&r[0]).regex, 0);
+                assert_eq!(field(0, "user").as_deref(), Some("bob"));
+                assert_eq!(field(0, "pid").as_deref(), Some("1"));
+                // A failregex without the name keeps the prefregex's value.
+                assert_eq!(one(&r[1]).regex, 1);
+                assert_eq!(field(1, "user").as_deref(), Some("alice"));
+                assert_eq!(field(1, "pid").as_deref(), Some("2"));
+                // An alt group's target counts as the failregex's own.
+                assert_eq!(one(&r[2]).regex, 2);
+                assert_eq!(field(2, "user").as_deref(), Some("carol"));
+                assert_eq!(field(2, "alt_user").as_deref(), Some("carol"));
+            },
+        },
+        Scenario {
             name: "ignoreregex drops a match",
             spec: spec(
                 None,

@@ -228,6 +228,12 @@ struct RegexMeta {
 }
 
 impl RegexMeta {
+    /// Every name a match's groups can carry (its own and the `alt_*`/`tuple_*` targets).
+    fn out_names(&self) -> impl Iterator<Item = Name> + '_ {
+        let targets = self.alts.iter().chain(&self.tuples).map(|(_, t)| *t);
+        self.names.iter().flatten().copied().chain(targets)
+    }
+
     fn new(tr: &Translation) -> RegexMeta {
         let mut alts = Vec::new();
         let mut tuples = Vec::new();
@@ -294,6 +300,8 @@ pub struct Filter {
     /// Finds a trailing `<F-CONTENT>` of the prefregex without a capture engine.
     content_finder: Option<ContentFinder>,
     failregex: CompiledList,
+    /// By failregex: none of its group names is one of the prefregex's.
+    fail_apart: Vec<bool>,
     /// The most groups a failregex match adds to the prefregex's.
     fail_groups_room: usize,
     ignoreregex: CompiledList,
@@ -387,6 +395,19 @@ impl Filter {
             .and_then(|cp| ContentFinder::new(&cp, spec.unicode).ok()),
             _ => None,
         };
+        // A failregex whose groups never share a name with the prefregex's joins them
+        // without looking each one up.
+        let fail_apart = failregex
+            .meta
+            .iter()
+            .map(|m| match &prefregex {
+                Some(pre) => {
+                    let pre: Vec<Name> = pre.meta.iter().flat_map(RegexMeta::out_names).collect();
+                    m.out_names().all(|n| !pre.contains(&n))
+                }
+                None => true,
+            })
+            .collect();
         let fail_groups_room = failregex
             .meta
             .iter()
@@ -399,6 +420,7 @@ impl Filter {
             prefregex,
             content_finder,
             failregex,
+            fail_apart,
             fail_groups_room,
             ignoreregex,
             engines,
@@ -606,6 +628,12 @@ impl Groups {
                 self.insert(k, v);
             }
         }
+    }
+
+    /// Adds `other`'s groups, none of which is here yet.
+    fn append(&mut self, other: Groups) {
+        debug_assert!(other.0.iter().all(|(k, _)| self.get(*k).is_none()));
+        self.0.extend(other.0);
     }
 
     /// Adds `other`'s groups, its values winning.
@@ -1258,7 +1286,11 @@ impl FilterState {
                 groups
             } else {
                 let mut merged = pre;
-                merged.extend(groups);
+                if f.fail_apart[index] {
+                    merged.append(groups);
+                } else {
+                    merged.extend(groups);
+                }
                 merged
             };
             if !check_all || f.maxlines > 1 {
