@@ -397,16 +397,14 @@ impl Filter {
         };
         // A failregex whose groups never share a name with the prefregex's joins them
         // without looking each one up.
+        let pre_names: Vec<Name> = prefregex
+            .iter()
+            .flat_map(|pre| pre.meta.iter().flat_map(RegexMeta::out_names))
+            .collect();
         let fail_apart = failregex
             .meta
             .iter()
-            .map(|m| match &prefregex {
-                Some(pre) => {
-                    let pre: Vec<Name> = pre.meta.iter().flat_map(RegexMeta::out_names).collect();
-                    m.out_names().all(|n| !pre.contains(&n))
-                }
-                None => true,
-            })
+            .map(|m| m.out_names().all(|n| !pre_names.contains(&n)))
             .collect();
         let fail_groups_room = failregex
             .meta
