@@ -98,6 +98,9 @@ pub struct DateDetector {
     /// The line's date came from the line-start memo (or set it): how many seconds it is
     /// after the memo's date.
     start_delta: Option<i64>,
+    /// With a `start_delta` other than 0: where the seconds digits are in the memo's key,
+    /// and the line's two digits.
+    start_digits: Option<(usize, [u8; 2])>,
     /// A native match's memory, kept from the last line for the next.
     spare: Option<Box<NativeMatch>>,
 }
@@ -150,14 +153,15 @@ impl Window {
 
 impl StartMemo {
     /// The remembered match, if it holds for `line`, whose date would begin at
-    /// `origin`; with how far the match moves (the difference of the origins) and how
-    /// many seconds the line's date is after the remembered one.
+    /// `origin`; with how far the match moves (the difference of the origins), how many
+    /// seconds the line's date is after the remembered one, and where in `key` the
+    /// seconds digits are when they differ.
     fn get(
         &self,
         template: usize,
         line: &str,
         origin: usize,
-    ) -> Option<(&NativeMatch, isize, i64)> {
+    ) -> Option<(&NativeMatch, isize, i64, Option<usize>)> {
         if self.template != Some(template) {
             return None;
         }
@@ -170,11 +174,21 @@ impl StartMemo {
         let b = &b[..k.len()];
         let by = origin as isize - self.origin as isize;
         if b == k {
-            return Some((found, by, 0));
+            return Some((found, by, 0, None));
         }
         // The same line start but for the seconds: the same match.
         let at = found.second_digits(k, self.origin)?;
-        seconds_apart(b, k, at).map(|d| (found, by, d))
+        seconds_apart(b, k, at).map(|d| (found, by, d, Some(at)))
+    }
+
+    /// Makes the key the bytes of a line that differs from it only in the seconds digits
+    /// at `at` (the line's being `digits`), whose date is at `t`: the lines after it,
+    /// often of the same second, then find the key as it is.
+    fn rekey(&mut self, at: usize, digits: [u8; 2], t: i64) {
+        self.key[at..at + 2].copy_from_slice(&digits);
+        if let Some(k) = &mut self.time {
+            k.t = t;
+        }
     }
 
     /// The time of a date `delta` seconds after the remembered one, read in `second`,
@@ -281,6 +295,7 @@ impl DateDetector {
             starts_valid: false,
             start_memo: StartMemo::default(),
             start_delta: None,
+            start_digits: None,
             spare: None,
         };
         let lines: Vec<&str> = datepattern
@@ -396,6 +411,7 @@ impl DateDetector {
     /// Finds the date in `line`; `now` drives year inference.
     pub fn detect(&mut self, line: &str, now: Timestamp) -> Option<DateMatch> {
         self.start_delta = None;
+        self.start_digits = None;
         let (template, hit) = self.match_time(line, now)?;
         let span = match &hit.group {
             Some(g) => g.clone(),
@@ -417,6 +433,9 @@ impl DateDetector {
             .start_delta
             .filter(|_| self.start_memo.template == Some(template));
         if let Some(t) = delta.and_then(|d| self.start_memo.time(second, d)) {
+            if let Some((at, digits)) = self.start_digits {
+                self.start_memo.rekey(at, digits, t.as_second());
+            }
             if let Found::Native(m) = hit.found {
                 self.spare = Some(m);
             }
@@ -593,10 +612,14 @@ impl DateDetector {
     fn search_line_start<'t>(&mut self, template: usize, line: &'t str) -> Option<Hit<'t>> {
         let origin = self.templates[template].origin(line);
         if let Some(origin) = origin
-            && let Some((m, by, delta)) = self.start_memo.get(template, line, origin)
+            && let Some((m, by, delta, at)) = self.start_memo.get(template, line, origin)
         {
             self.found[template] += 1;
             self.start_delta = Some(delta);
+            self.start_digits = at.map(|at| {
+                let b = line.as_bytes();
+                (at, [b[origin + at], b[origin + at + 1]])
+            });
             let mut found = match self.spare.take() {
                 Some(mut b) => {
                     b.as_mut().clone_from(m);
