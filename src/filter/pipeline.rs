@@ -228,6 +228,12 @@ struct RegexMeta {
 }
 
 impl RegexMeta {
+    /// The most groups a match of the regex carries (its own, `alt_*` and `tuple_*`
+    /// targets).
+    fn most_groups(&self) -> usize {
+        self.names.len() + self.alts.len() + self.tuples.len()
+    }
+
     /// Every name a match's groups can carry (its own and the `alt_*`/`tuple_*` targets).
     fn out_names(&self) -> impl Iterator<Item = Name> + '_ {
         let targets = self.alts.iter().chain(&self.tuples).map(|(_, t)| *t);
@@ -409,7 +415,7 @@ impl Filter {
         let fail_groups_room = failregex
             .meta
             .iter()
-            .map(|m| m.names.len() + m.alts.len() + m.tuples.len())
+            .map(RegexMeta::most_groups)
             .max()
             .unwrap_or(0);
         Ok(Filter {
@@ -664,6 +670,8 @@ struct FailData {
 
 impl FailData {
     fn get_str(&self, k: Name) -> Option<Text> {
+        // Not through `get_text`: cloning a stored value copies its inline bytes as they
+        // are, where building one from the text measures it again.
         match self.groups.get(k) {
             Some(Some(Value::Str(s))) => Some(s.clone()),
             Some(Some(v)) => Some(Text::from(v.text())),
@@ -1253,7 +1261,7 @@ impl FilterState {
                 None => {
                     let line = if text_is_line { None } else { Some(join(org)) };
                     let line = line.as_deref().unwrap_or(text.as_str());
-                    let mut g = match (
+                    match (
                         &f.content_finder,
                         self.content_cache.as_mut(),
                         content_start,
@@ -1270,11 +1278,12 @@ impl FilterState {
                                     f.fail_groups_room,
                                 )
                             }),
-                        _ => self.prefregex_groups(line).map(|(g, _)| g),
+                        _ => self.prefregex_groups(line).map(|(mut g, _)| {
+                            g.remove(key::CONTENT);
+                            g
+                        }),
                     }
-                    .unwrap_or_default();
-                    g.remove(key::CONTENT);
-                    g
+                    .unwrap_or_default()
                 }
             };
             // The prefregex's groups go into this failure; a later failregex match of the
@@ -1480,7 +1489,7 @@ impl FilterState {
         let span = meta
             .names
             .iter()
-            .position(|n| n.as_deref() == Some("content"))
+            .position(|n| *n == Some(key::CONTENT))
             .and_then(|i| hit.groups.get(i).copied().flatten());
         let room = filter.fail_groups_room;
         Some((groups_but(&hit, meta, text, None, room), span))
@@ -1743,9 +1752,7 @@ fn groups_of(hit: &Hit, meta: &RegexMeta, text: &str) -> Groups {
 /// [`groups_of`] without the group named `skip` (not even as unset), with `room` for
 /// more groups (a failregex's, joining a prefregex's).
 fn groups_but(hit: &Hit, meta: &RegexMeta, text: &str, skip: Option<Name>, room: usize) -> Groups {
-    let mut g = Groups(Vec::with_capacity(
-        meta.names.len() + meta.alts.len() + room,
-    ));
+    let mut g = Groups(Vec::with_capacity(meta.most_groups() + room));
     for (i, name) in meta.names.iter().enumerate() {
         if let Some(name) = name {
             if skip == Some(*name) {
