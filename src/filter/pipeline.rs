@@ -909,7 +909,8 @@ impl FilterState {
     }
 
     /// Whether every line given holds no newline (a reader that splits its input at
-    /// newlines): the prefregex's content is then found without looking for one.
+    /// newlines): the prefregex's content is then found, and the failregexes screened,
+    /// without looking for one.
     pub fn set_split_lines(&mut self, on: bool) {
         self.split_lines = on;
     }
@@ -1069,8 +1070,9 @@ impl FilterState {
         let may = if check_all {
             // The fast failregexes that match are kept for `run_line`'s first search.
             self.screened = true;
-            // The content finder, which placed `off`, accepts one-line texts only.
-            let one_line = f.content_finder.is_some();
+            // The content finder, which placed `off`, accepts one-line texts only; a
+            // reader that splits at newlines gives no others.
+            let one_line = self.split_lines || f.content_finder.is_some();
             f.failregex
                 .list
                 .may_match_all(&mut self.fail_scratch, hay, one_line)
