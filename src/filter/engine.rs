@@ -45,6 +45,9 @@ pub struct Entry {
     /// The exact pattern on PCRE2 (JIT-compiled where the platform allows): the capture
     /// engine, run only on texts an automaton has already accepted.
     pcre: Option<pcre2::bytes::Regex>,
+    /// PCRE2 backtracks through this pattern (conditionals, lookarounds, tempered dots):
+    /// its results on the last few texts are remembered (see [`Scratch::memo`]).
+    costly: bool,
 }
 
 #[derive(Debug)]
@@ -110,13 +113,76 @@ pub struct Scratch {
     /// Per entry, how texts that begin like it alone fared lately: positive when most
     /// did not match it (its automaton then answers "no" before PCRE2 looks for groups).
     misses: Vec<i8>,
+    /// Group vectors of hits given back, for the next PCRE2 hit.
+    spare: Vec<Vec<Option<(usize, usize)>>>,
+    /// What PCRE2 found for costly patterns on the last texts it read: logs repeat a
+    /// line whole (sshd writes the same failure for each try of a connection), and such
+    /// a pattern costs thousands of instructions a line where comparing texts costs tens.
+    memo: Vec<PcreMemo>,
+    memo_next: usize,
 }
+
+/// A PCRE2 search of a costly pattern: the pattern, where it started in which text,
+/// and the groups it found (None: no match).
+#[derive(Debug)]
+struct PcreMemo {
+    index: usize,
+    start: usize,
+    text: Vec<u8>,
+    groups: Option<Vec<Option<(usize, usize)>>>,
+}
+
+/// How many searches of costly patterns a [`Scratch`] remembers.
+const PCRE_MEMO: usize = 4;
+
+/// How many given-back group vectors a [`Scratch`] keeps.
+const SPARE_GROUPS: usize = 4;
 
 impl Scratch {
     /// The text changed: candidates found for the old one no longer hold.
     pub fn forget(&mut self) {
         self.all_ready = false;
-        self.found = None;
+        if let Some(hit) = self.found.take() {
+            self.recycle(hit);
+        }
+    }
+
+    /// Keeps what a PCRE2 search of a costly pattern found, in place of the oldest.
+    fn remember(&mut self, index: usize, start: usize, text: &[u8], hit: Option<&Hit>) {
+        let m = if self.memo.len() < PCRE_MEMO {
+            self.memo.push(PcreMemo {
+                index,
+                start,
+                text: Vec::new(),
+                groups: None,
+            });
+            self.memo.last_mut()
+        } else {
+            let slot = self.memo_next;
+            self.memo_next = (slot + 1) % PCRE_MEMO;
+            self.memo.get_mut(slot)
+        };
+        let Some(m) = m else { return };
+        m.index = index;
+        m.start = start;
+        m.text.clear();
+        m.text.extend_from_slice(text);
+        match (hit, &mut m.groups) {
+            (Some(h), Some(g)) => {
+                g.clear();
+                g.extend_from_slice(&h.groups);
+            }
+            (Some(h), g) => *g = Some(h.groups.clone()),
+            (None, g) => *g = None,
+        }
+    }
+
+    /// Takes back a hit of this scratch's list once its groups are read: its memory
+    /// serves a later hit.
+    pub fn recycle(&mut self, hit: Hit) {
+        if self.spare.len() < SPARE_GROUPS {
+            self.spare.push(hit.groups);
+        }
     }
 
     /// Records that no entry matches the current text; false, for a screen to return.
@@ -151,8 +217,12 @@ pub struct PatternList {
     entries: Vec<Entry>,
     /// Leftmost-first, all fast patterns, no groups.
     combined: Option<Automaton>,
-    /// `MatchKind::All`, all fast patterns, no groups.
-    fast_all: Option<Automaton>,
+    /// `MatchKind::All`, all fast patterns, no groups: built when first needed (only
+    /// texts that no single-pattern path decides reach it). None when there are no fast
+    /// patterns or it cannot be built (every fast pattern is then a candidate).
+    fast_all: OnceLock<Option<Automaton>>,
+    /// The fast patterns, for `fast_all`.
+    fast_hirs: Vec<regex_syntax::hir::Hir>,
     /// `MatchKind::All`, the screens of the fallback patterns.
     screens: Option<Automaton>,
     /// Every fast pattern and every fallback screen: a text it rejects matches nothing.
@@ -280,10 +350,12 @@ impl PatternList {
                 .pcre
                 .as_ref()
                 .and_then(|form| build_pcre(form, backtrack_limit));
+            let costly = tr.engine == Engine::Fallback || tr.fast_groups.is_some();
             entries.push(Entry {
                 translation: tr,
                 exec,
                 pcre,
+                costly,
             });
         }
         let automaton = |hirs: &[regex_syntax::hir::Hir],
@@ -305,9 +377,11 @@ impl PatternList {
             }))
         };
         let combined = automaton(&fast_hirs, &fast_entries, MatchKind::LeftmostFirst, false)?;
-        let fast_all = automaton(&fast_hirs, &fast_entries, MatchKind::All, false)?;
         let screens = automaton(&screen_hirs, &screen_entries, MatchKind::All, false)?;
-        let any = {
+        // Without screens the first-match automaton over every pattern is `combined`.
+        let any = if screen_hirs.is_empty() {
+            combined.as_ref().map(|a| a.re.clone())
+        } else {
             let all: Vec<regex_syntax::hir::Hir> =
                 fast_hirs.iter().chain(&screen_hirs).cloned().collect();
             let of: Vec<usize> = fast_entries
@@ -394,7 +468,8 @@ impl PatternList {
         Ok(PatternList {
             entries,
             combined,
-            fast_all,
+            fast_all: OnceLock::new(),
+            fast_hirs,
             screens,
             any,
             required,
@@ -426,10 +501,7 @@ impl PatternList {
     pub fn scratch(&self) -> Scratch {
         Scratch {
             combined: self.combined.as_ref().map(|a| a.re.create_cache()),
-            fast_all: self
-                .fast_all
-                .as_ref()
-                .map(|a| (a.re.create_cache(), PatternSet::new(a.re.pattern_len()))),
+            fast_all: None,
             screens: self
                 .screens
                 .as_ref()
@@ -455,6 +527,9 @@ impl PatternList {
             all_ready: false,
             all_inner_newline: false,
             misses: vec![0; self.entries.len()],
+            spare: Vec::new(),
+            memo: Vec::new(),
+            memo_next: 0,
             found: None,
         }
     }
@@ -585,7 +660,8 @@ impl PatternList {
 
     /// Heap bytes of the compiled automata (fancy-regex does not report its size).
     pub fn memory_usage(&self) -> usize {
-        let autos = [&self.combined, &self.fast_all, &self.screens]
+        let fast_all = self.fast_all.get().and_then(Option::as_ref);
+        let autos = [self.combined.as_ref(), fast_all, self.screens.as_ref()]
             .into_iter()
             .flatten()
             .map(|a| a.re.memory_usage())
@@ -732,9 +808,33 @@ impl PatternList {
     /// `hay`, ascending.
     fn fast_candidates(&self, scratch: &mut Scratch, hay: &[u8]) {
         scratch.candidates.clear();
-        let (Some(all), Some((cache, set))) = (&self.fast_all, scratch.fast_all.as_mut()) else {
+        if self.fast_entries.is_empty() {
+            return;
+        }
+        let built = self.fast_all.get_or_init(|| {
+            let refs: Vec<&regex_syntax::hir::Hir> = self.fast_hirs.iter().collect();
+            match build(&refs, MatchKind::All, false, self.unicode) {
+                Ok(re) => Some(Automaton {
+                    re,
+                    entry_of: self.fast_entries.clone(),
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "No automaton over all patterns; each is tried");
+                    None
+                }
+            }
+        });
+        let Some(all) = built else {
+            for &i in &self.fast_entries {
+                if self.fast_matches(scratch, i, hay) {
+                    scratch.candidates.push(i);
+                }
+            }
             return;
         };
+        let (cache, set) = scratch
+            .fast_all
+            .get_or_insert_with(|| (all.re.create_cache(), PatternSet::new(all.re.pattern_len())));
         set.clear();
         all.re
             .which_overlapping_matches_with(cache, &Input::new(hay), set);
@@ -856,14 +956,35 @@ impl PatternList {
         hay: &[u8],
         start: usize,
     ) -> Option<Result<Option<Hit>, ()>> {
-        let re = self.entries[index].pcre.as_ref()?;
+        let entry = &self.entries[index];
+        let re = entry.pcre.as_ref()?;
         let locs = scratch.locs.get_mut(index)?.as_mut()?;
+        if entry.costly
+            && let Some(m) = scratch
+                .memo
+                .iter()
+                .find(|m| m.index == index && m.start == start && m.text == hay)
+        {
+            return Some(Ok(m.groups.as_ref().map(|found| {
+                let mut groups = scratch.spare.pop().unwrap_or_default();
+                groups.clear();
+                groups.extend_from_slice(found);
+                Hit { index, groups }
+            })));
+        }
         match re.captures_read_at(locs, hay, start) {
-            Ok(Some(_)) => Some(Ok(Some(Hit {
-                index,
-                groups: (0..locs.len()).map(|g| locs.get(g)).collect(),
-            }))),
-            Ok(None) => Some(Ok(None)),
+            Ok(found) => {
+                let hit = found.map(|_| {
+                    let mut groups = scratch.spare.pop().unwrap_or_default();
+                    groups.clear();
+                    groups.extend((0..locs.len()).map(|g| locs.get(g)));
+                    Hit { index, groups }
+                });
+                if entry.costly {
+                    scratch.remember(index, start, hay, hit.as_ref());
+                }
+                Some(Ok(hit))
+            }
             Err(e) => {
                 tracing::trace!(regex = index, error = %e, "PCRE2 gave up; another engine decides");
                 Some(Err(()))
@@ -1168,11 +1289,29 @@ impl ContentFinder {
         {
             return cache.recent[i].2.as_ref();
         }
+        let slot = if cache.recent.len() < PREFIX_MEMO {
+            cache.recent.push((0, Vec::new(), None));
+            cache.recent.len() - 1
+        } else {
+            let slot = cache.next;
+            cache.next = (cache.next + 1) % PREFIX_MEMO;
+            slot
+        };
+        // The new entry takes the place, and the memory, of the oldest.
+        let entry = &mut cache.recent[slot];
+        entry.0 = content_start;
+        entry.1.clear();
+        entry.1.extend_from_slice(key);
+        let mut spans = entry.2.take().map(|h| h.groups).unwrap_or_default();
         let via_pcre = match (&self.groups_pcre, cache.locs.as_mut()) {
             (Some(re), Some(locs)) => match re.captures_read_at(locs, &hay[..content_start], 0) {
-                Ok(found) => Some(found.map(|_| Hit {
-                    index: 0,
-                    groups: (0..locs.len()).map(|g| locs.get(g)).collect(),
+                Ok(found) => Some(found.map(|_| {
+                    spans.clear();
+                    spans.extend((0..locs.len()).map(|g| locs.get(g)));
+                    Hit {
+                        index: 0,
+                        groups: spans,
+                    }
                 })),
                 Err(_) => None,
             },
@@ -1187,16 +1326,7 @@ impl ContentFinder {
                 cache.caps.is_match().then(|| hit_from(0, &cache.caps))
             }
         };
-        let entry = (content_start, key.to_vec(), hit);
-        let slot = if cache.recent.len() < PREFIX_MEMO {
-            cache.recent.push(entry);
-            cache.recent.len() - 1
-        } else {
-            let slot = cache.next;
-            cache.recent[slot] = entry;
-            cache.next = (cache.next + 1) % PREFIX_MEMO;
-            slot
-        };
+        cache.recent[slot].2 = hit;
         cache.recent[slot].2.as_ref()
     }
 
@@ -1477,6 +1607,69 @@ mod tests {
             }
         }
         assert!(several > 100, "{several}");
+    }
+
+    /// Costly patterns answer a repeated text from the memo: the same hits, groups
+    /// included, as PCRE2 run afresh on each pattern, with several costly patterns
+    /// matching one text and more distinct texts than the memo holds.
+    #[test]
+    fn memo_of_costly_patterns_gives_what_pcre2_finds() {
+        let l = list(&[
+            r"^Failed (?:(?! from ).)*? from (?P<host>\S+)(?: port (?P<port>\d+))?",
+            r"^Failed (?P<how>\S+) for (?P<cond_inv>invalid user )?(?P<user>(?P<cond_user>\S+)|(?(cond_inv)(?:(?! from ).)*?|[^:]+)) from (?P<host>\S+)(?(cond_user) port|(?:(?:(?! from ).)*)$)",
+            r"^(?:Failed|Received) (?:(?! port ).)*(?P<rest> port \d+)?",
+            r"^Failed password",
+        ]);
+        assert!(l.entries[..3].iter().all(|e| e.costly) && !l.entries[3].costly);
+        assert_eq!(l.entries[1].translation.engine, Engine::Fast);
+        let distinct = [
+            "Failed password for root from 198.51.100.7 port 22\n",
+            "Failed password for invalid user x from 198.51.100.8 port 23\n",
+            "Failed publickey for root from 2001:db8::1\n",
+            "Received disconnect from 198.51.100.7 port 22\n",
+            "Failed none for a from b from c port 1\n",
+            "Received nothing\n",
+            "Failed password for root from 198.51.100.7 port 24\n",
+        ];
+        // Each pattern on PCRE2 alone, nothing remembered.
+        let fresh = |t: &str| -> Vec<Hit> {
+            l.entries
+                .iter()
+                .enumerate()
+                .filter_map(|(index, e)| {
+                    let re = e.pcre.as_ref().unwrap();
+                    let mut locs = re.capture_locations();
+                    re.captures_read_at(&mut locs, t.as_bytes(), 0)
+                        .unwrap()
+                        .map(|_| Hit {
+                            index,
+                            groups: (0..locs.len()).map(|g| locs.get(g)).collect(),
+                        })
+                })
+                .collect()
+        };
+        let mut next = crate::test_rng(0x2545_f491_4f6c_dd1du64);
+        let mut scratch = l.scratch();
+        let mut stats = MatchStats::default();
+        let mut several = 0;
+        for _ in 0..400 {
+            let t = distinct[next(distinct.len())];
+            let want = fresh(t);
+            scratch.forget();
+            let mut got = Vec::new();
+            let mut from = 0;
+            while let Some(h) = l.search_next(&mut scratch, t.as_bytes(), from, &mut stats) {
+                from = h.index + 1;
+                got.push(h);
+            }
+            assert_eq!(got, want, "{t:?}");
+            scratch.forget();
+            let first = l.search_with(&mut scratch, t.as_bytes(), 0, &mut stats);
+            assert_eq!(first.as_ref(), want.first(), "{t:?}");
+            several += usize::from(want.len() > 2);
+        }
+        assert!(several > 100, "{several}");
+        assert_eq!(scratch.memo.len(), PCRE_MEMO);
     }
 
     /// The check-all screen (start literals, then the leftmost-first automaton and the

@@ -624,30 +624,34 @@ impl Groups {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
-    /// Adds `other`'s groups that have a value, those values winning.
-    fn extend_set(&mut self, other: Groups) {
+    /// Moves `other`'s groups that have a value here, those values winning (`other` is
+    /// left empty, its memory kept).
+    fn extend_set(&mut self, other: &mut Groups) {
         self.0.reserve(other.0.len());
-        for (k, v) in other.0 {
+        for (k, v) in other.0.drain(..) {
             if v.is_some() {
                 self.insert(k, v);
             }
         }
     }
 
-    /// Adds `other`'s groups, none of which is here yet.
-    fn append(&mut self, other: Groups) {
+    /// Moves `other`'s groups here, none of which is here yet.
+    fn append(&mut self, other: &mut Groups) {
         debug_assert!(other.0.iter().all(|(k, _)| self.get(*k).is_none()));
-        self.0.extend(other.0);
+        self.0.append(&mut other.0);
     }
 
-    /// Adds `other`'s groups, its values winning.
-    fn extend(&mut self, other: Groups) {
+    /// Moves `other`'s groups here, its values winning.
+    fn extend(&mut self, other: &mut Groups) {
         self.0.reserve(other.0.len());
-        for (k, v) in other.0 {
+        for (k, v) in other.0.drain(..) {
             self.insert(k, v);
         }
     }
 }
+
+/// How many emptied group vectors a [`FilterState`] keeps for the next matches.
+const SPARE_GROUPS: usize = 4;
 
 impl IntoIterator for Groups {
     type Item = (Name, Option<Value>);
@@ -665,7 +669,8 @@ struct FailData {
     matches: Option<Vec<BufLine>>,
     nofail_matches: Option<Vec<BufLine>>,
     mlfpending: bool,
-    ip: Option<Converted>,
+    /// Boxed: rarely set, and the failure is moved about whole several times a line.
+    ip: Option<Box<Converted>>,
 }
 
 impl FailData {
@@ -870,6 +875,8 @@ pub struct FilterState {
     fail_scratch: Scratch,
     ignore_scratch: Scratch,
     content_cache: Option<ContentCache>,
+    /// Emptied group vectors, for the next match's groups.
+    spare_groups: Vec<Groups>,
 }
 
 impl FilterState {
@@ -894,6 +901,20 @@ impl FilterState {
             quick_text: String::new(),
             join_buf: String::new(),
             details: true,
+            spare_groups: Vec::new(),
+        }
+    }
+
+    /// An empty group vector, with memory when one was given back.
+    fn fresh_groups(&mut self) -> Groups {
+        self.spare_groups.pop().unwrap_or_default()
+    }
+
+    /// Takes back a group vector that is done with, for [`FilterState::fresh_groups`].
+    fn recycle_groups(&mut self, mut g: Groups) {
+        if g.0.capacity() > 0 && self.spare_groups.len() < SPARE_GROUPS {
+            g.0.clear();
+            self.spare_groups.push(g);
         }
     }
 
@@ -918,7 +939,7 @@ impl FilterState {
     fn session_now(&self, line_time: Timestamp) -> Timestamp {
         match self.session_clock {
             SessionClock::LineTime => line_time,
-            SessionClock::Wall => Timestamp::now(),
+            SessionClock::Wall => coarse_now(),
         }
     }
 
@@ -1239,13 +1260,14 @@ impl FilterState {
             let index = hit.index;
             from = index + 1;
             let meta = &f.failregex.meta[index];
-            let groups = groups_of(&hit, meta, hay);
+            let mut groups = groups_but(&hit, meta, hay, None, 0, self.fresh_groups());
             // Without details nobody reads the lines of a one-line match.
             let (matched, unmatched) = if !self.details && org.len() <= 1 {
                 (Vec::new(), Vec::new())
             } else {
                 split_lines(hay, &hit, org, meta)
             };
+            self.fail_scratch.recycle(hit);
 
             if nignore > 0
                 && let Some(ig) = self.ignore_line(hay, Some((&matched, &unmatched)), check_all)
@@ -1263,6 +1285,7 @@ impl FilterState {
                 None => {
                     let line = if text_is_line { None } else { Some(join(org)) };
                     let line = line.as_deref().unwrap_or(text.as_str());
+                    let into = self.fresh_groups();
                     match (
                         &f.content_finder,
                         self.content_cache.as_mut(),
@@ -1278,6 +1301,7 @@ impl FilterState {
                                     line,
                                     Some(key::CONTENT),
                                     f.fail_groups_room,
+                                    into,
                                 )
                             }),
                         _ => self.prefregex_groups(line).map(|(mut g, _)| {
@@ -1296,10 +1320,11 @@ impl FilterState {
             } else {
                 let mut merged = pre;
                 if f.fail_apart[index] {
-                    merged.append(groups);
+                    merged.append(&mut groups);
                 } else {
-                    merged.extend(groups);
+                    merged.extend(&mut groups);
                 }
+                self.recycle_groups(groups);
                 merged
             };
             if !check_all || f.maxlines > 1 {
@@ -1412,7 +1437,7 @@ impl FilterState {
                         convert_value(&ip, cidr)
                     } else {
                         convert_value(&ip, cidr).and_then(|ipc| {
-                            fail.ip = Some(ipc);
+                            fail.ip = Some(Box::new(ipc));
                             convert_value(fid.as_ref().unwrap_or(&ip), default_cidr)
                         })
                     };
@@ -1459,8 +1484,9 @@ impl FilterState {
                     self.details,
                 ));
             }
-            if let Some((key, keep)) = session {
-                self.keep_session(key, keep, fail, session_now);
+            match session {
+                Some((key, keep)) => self.keep_session(key, keep, fail, session_now),
+                None => self.recycle_groups(fail.groups),
             }
             if !check_all {
                 break;
@@ -1494,7 +1520,10 @@ impl FilterState {
             .position(|n| *n == Some(key::CONTENT))
             .and_then(|i| hit.groups.get(i).copied().flatten());
         let room = filter.fail_groups_room;
-        Some((groups_but(&hit, meta, text, None, room), span))
+        let into = self.spare_groups.pop().unwrap_or_default();
+        let groups = groups_but(&hit, meta, text, None, room, into);
+        scratch.recycle(hit);
+        Some((groups, span))
     }
 
     /// Runs the ignoreregexes; with a failregex match in multi-line mode only on the lines
@@ -1526,6 +1555,7 @@ impl FilterState {
             found = Some(h.index);
             self.ignore_hits.push(h.index);
             from = h.index + 1;
+            self.ignore_scratch.recycle(h);
             if (!check_all || f.maxlines > 1)
                 && let Some((_, unmatched)) = fail_lines
             {
@@ -1600,7 +1630,8 @@ impl FilterState {
             if flags & PREV_NOFAIL == 0 && !cached.mlfpending {
                 cached.matches = None;
             }
-            cached.groups.extend_set(std::mem::take(&mut fail.groups));
+            cached.groups.extend_set(&mut fail.groups);
+            self.recycle_groups(std::mem::take(&mut fail.groups));
             fail = cached;
             keep = if flags & FORGET != 0 {
                 Keep::Drop
@@ -1656,7 +1687,7 @@ impl FilterState {
     /// Stores a session's failure back after the line changed it.
     fn keep_session(&mut self, key: Text, keep: Keep, fail: FailData, now: Timestamp) {
         match keep {
-            Keep::Drop => {}
+            Keep::Drop => self.recycle_groups(fail.groups),
             Keep::Set => self.mlfid.set(key, fail, now),
             Keep::Restore { seq, expires } => self.mlfid.restore(
                 key,
@@ -1668,6 +1699,24 @@ impl FilterState {
             ),
         }
     }
+}
+
+/// The wall clock to the kernel's tick (a few milliseconds), which it keeps without asking
+/// the hardware: sessions live minutes, and the clock is read for every matched line.
+// `time_t` is narrower than 64 bits on some of these targets.
+#[allow(clippy::useless_conversion)]
+fn coarse_now() -> Timestamp {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        use nix::time::{ClockId, clock_gettime};
+        if let Ok(t) = clock_gettime(ClockId::CLOCK_REALTIME_COARSE)
+            && let Ok(nanos) = i32::try_from(t.tv_nsec())
+            && let Ok(ts) = Timestamp::new(i64::from(t.tv_sec()), nanos)
+        {
+            return ts;
+        }
+    }
+    Timestamp::now()
 }
 
 /// fail2ban's `_updateUsers`: adds the user to the session's set, creating it.
@@ -1746,15 +1795,19 @@ fn make_failure(
     }
 }
 
-/// Named groups of a hit, with fail2ban's `alt_*` and `tuple_*` handling.
-fn groups_of(hit: &Hit, meta: &RegexMeta, text: &str) -> Groups {
-    groups_but(hit, meta, text, None, 0)
-}
-
-/// [`groups_of`] without the group named `skip` (not even as unset), with `room` for
-/// more groups (a failregex's, joining a prefregex's).
-fn groups_but(hit: &Hit, meta: &RegexMeta, text: &str, skip: Option<Name>, room: usize) -> Groups {
-    let mut g = Groups(Vec::with_capacity(meta.most_groups() + room));
+/// Named groups of a hit, with fail2ban's `alt_*` and `tuple_*` handling, without the
+/// group named `skip` (not even as unset), with `room` for more groups (a failregex's,
+/// joining a prefregex's); written into `g`, whose memory is reused.
+fn groups_but(
+    hit: &Hit,
+    meta: &RegexMeta,
+    text: &str,
+    skip: Option<Name>,
+    room: usize,
+    mut g: Groups,
+) -> Groups {
+    g.0.clear();
+    g.0.reserve(meta.most_groups() + room);
     for (i, name) in meta.names.iter().enumerate() {
         if let Some(name) = name {
             if skip == Some(*name) {
@@ -1885,6 +1938,19 @@ fn py_splitlines(s: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The session clock reads the wall clock (to the kernel's tick), not another clock.
+    #[test]
+    fn coarse_clock_is_the_wall_clock() {
+        let before = Timestamp::now();
+        let t = coarse_now();
+        let after = Timestamp::now();
+        let slack = jiff::SignedDuration::from_millis(50);
+        assert!(
+            t >= before - slack && t <= after + slack,
+            "{before} {t} {after}"
+        );
+    }
 
     /// Interned names: one number per text, the pipeline's own keys among them, order
     /// by text.
