@@ -149,31 +149,26 @@ impl Scratch {
 
     /// Keeps what a PCRE2 search of a costly pattern found, in place of the oldest.
     fn remember(&mut self, index: usize, start: usize, text: &[u8], hit: Option<&Hit>) {
-        let m = if self.memo.len() < PCRE_MEMO {
-            self.memo.push(PcreMemo {
+        let slot = ring_slot(&mut self.memo, &mut self.memo_next, PCRE_MEMO, || {
+            PcreMemo {
                 index,
                 start,
                 text: Vec::new(),
                 groups: None,
-            });
-            self.memo.last_mut()
-        } else {
-            let slot = self.memo_next;
-            self.memo_next = (slot + 1) % PCRE_MEMO;
-            self.memo.get_mut(slot)
-        };
-        let Some(m) = m else { return };
+            }
+        });
+        let m = &mut self.memo[slot];
         m.index = index;
         m.start = start;
         m.text.clear();
         m.text.extend_from_slice(text);
-        match (hit, &mut m.groups) {
-            (Some(h), Some(g)) => {
+        match hit {
+            Some(h) => {
+                let g = m.groups.get_or_insert_with(Vec::new);
                 g.clear();
                 g.extend_from_slice(&h.groups);
             }
-            (Some(h), g) => *g = Some(h.groups.clone()),
-            (None, g) => *g = None,
+            None => m.groups = None,
         }
     }
 
@@ -218,8 +213,8 @@ pub struct PatternList {
     /// Leftmost-first, all fast patterns, no groups.
     combined: Option<Automaton>,
     /// `MatchKind::All`, all fast patterns, no groups: built when first needed (only
-    /// texts that no single-pattern path decides reach it). None when there are no fast
-    /// patterns or it cannot be built (every fast pattern is then a candidate).
+    /// texts that no single-pattern path decides reach it; never without fast patterns).
+    /// None when it cannot be built (each fast pattern is then tried alone).
     fast_all: OnceLock<Option<Automaton>>,
     /// The fast patterns, for `fast_all`.
     fast_hirs: Vec<regex_syntax::hir::Hir>,
@@ -974,11 +969,9 @@ impl PatternList {
         }
         match re.captures_read_at(locs, hay, start) {
             Ok(found) => {
-                let hit = found.map(|_| {
-                    let mut groups = scratch.spare.pop().unwrap_or_default();
-                    groups.clear();
-                    groups.extend((0..locs.len()).map(|g| locs.get(g)));
-                    Hit { index, groups }
+                let hit = found.map(|_| Hit {
+                    index,
+                    groups: pcre_spans(locs, scratch.spare.pop().unwrap_or_default()),
                 });
                 if entry.costly {
                     scratch.remember(index, start, hay, hit.as_ref());
@@ -1289,29 +1282,20 @@ impl ContentFinder {
         {
             return cache.recent[i].2.as_ref();
         }
-        let slot = if cache.recent.len() < PREFIX_MEMO {
-            cache.recent.push((0, Vec::new(), None));
-            cache.recent.len() - 1
-        } else {
-            let slot = cache.next;
-            cache.next = (cache.next + 1) % PREFIX_MEMO;
-            slot
-        };
+        let slot = ring_slot(&mut cache.recent, &mut cache.next, PREFIX_MEMO, || {
+            (0, Vec::new(), None)
+        });
         // The new entry takes the place, and the memory, of the oldest.
         let entry = &mut cache.recent[slot];
         entry.0 = content_start;
         entry.1.clear();
         entry.1.extend_from_slice(key);
-        let mut spans = entry.2.take().map(|h| h.groups).unwrap_or_default();
+        let spans = entry.2.take().map(|h| h.groups).unwrap_or_default();
         let via_pcre = match (&self.groups_pcre, cache.locs.as_mut()) {
             (Some(re), Some(locs)) => match re.captures_read_at(locs, &hay[..content_start], 0) {
-                Ok(found) => Some(found.map(|_| {
-                    spans.clear();
-                    spans.extend((0..locs.len()).map(|g| locs.get(g)));
-                    Hit {
-                        index: 0,
-                        groups: spans,
-                    }
+                Ok(found) => Some(found.map(|_| Hit {
+                    index: 0,
+                    groups: pcre_spans(locs, spans),
                 })),
                 Err(_) => None,
             },
@@ -1479,6 +1463,29 @@ fn build_pcre(
             |e| tracing::debug!(pattern = %form.pattern, error = %e, "PCRE2 refuses a pattern"),
         )
         .ok()
+}
+
+/// The spans of a PCRE2 match's groups, written into `spans` (its memory reused).
+fn pcre_spans(
+    locs: &pcre2::bytes::CaptureLocations,
+    mut spans: Vec<Option<(usize, usize)>>,
+) -> Vec<Option<(usize, usize)>> {
+    spans.clear();
+    spans.extend((0..locs.len()).map(|g| locs.get(g)));
+    spans
+}
+
+/// The slot of a ring of at most `cap` entries for a new entry: a new one (made by `new`)
+/// until the ring is full, then the oldest, `next` turning round.
+fn ring_slot<T>(ring: &mut Vec<T>, next: &mut usize, cap: usize, new: impl FnOnce() -> T) -> usize {
+    if ring.len() < cap {
+        ring.push(new());
+        ring.len() - 1
+    } else {
+        let slot = *next;
+        *next = (slot + 1) % cap;
+        slot
+    }
 }
 
 fn hit_from(index: usize, caps: &Captures) -> Hit {

@@ -650,9 +650,6 @@ impl Groups {
     }
 }
 
-/// How many emptied group vectors a [`FilterState`] keeps for the next matches.
-const SPARE_GROUPS: usize = 4;
-
 impl IntoIterator for Groups {
     type Item = (Name, Option<Value>);
     type IntoIter = std::vec::IntoIter<(Name, Option<Value>)>;
@@ -826,6 +823,9 @@ enum Keep {
     /// Back into its old place, with its old expiry.
     Restore { seq: u64, expires: Timestamp },
 }
+
+/// How many emptied group vectors a [`FilterState`] keeps for the next matches.
+const SPARE_GROUPS: usize = 4;
 
 /// The clock that ages the session cache (`F-MLFID` entries live five minutes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -1519,10 +1519,11 @@ impl FilterState {
             .iter()
             .position(|n| *n == Some(key::CONTENT))
             .and_then(|i| hit.groups.get(i).copied().flatten());
-        let room = filter.fail_groups_room;
-        let into = self.spare_groups.pop().unwrap_or_default();
-        let groups = groups_but(&hit, meta, text, None, room, into);
-        scratch.recycle(hit);
+        let into = self.fresh_groups();
+        let groups = groups_but(&hit, meta, text, None, filter.fail_groups_room, into);
+        if let Some(scratch) = self.pre_scratch.as_mut() {
+            scratch.recycle(hit);
+        }
         Some((groups, span))
     }
 
