@@ -4,6 +4,7 @@
 //! The data path is: sources → filters → jails → ledger → firewall, with a control socket
 //! for the command-line client. `docs/DESIGN.md` is the map of the modules below.
 
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -1,7 +1,7 @@
 //! The `warden` binary: parse the command line, run the subcommand, map errors to exit codes.
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: warden::alloc::Mimalloc = warden::alloc::Mimalloc;
 
 fn main() -> std::process::ExitCode {
     // mimalloc asks for transparent huge pages on its arenas. A daemon whose memory comes
