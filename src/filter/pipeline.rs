@@ -1474,6 +1474,11 @@ impl FilterState {
                 }
             }
             if let Some((c, needs_dns)) = ids {
+                if failures.capacity() == 0 {
+                    // Mostly the line's only failure: no room for more (a growing vector
+                    // would take four failures' worth).
+                    failures.reserve_exact(1);
+                }
                 failures.push(make_failure(
                     &fail,
                     c,
