@@ -12,6 +12,9 @@ Cases:
   - fail2ban-rs's built-in sshd and nginx-botsearch jails (`fail2ban-rs gen-config`)
     through `fail2ban-rs dry-run`, and the same patterns written as a warden filter file
     through `warden test --usedns no`.
+
+With --warden-pgo, every warden run is made with both builds: the plain release build and
+the profile-guided one (bench/pgo.sh), and the table gives both ratios.
 """
 
 import argparse
@@ -27,6 +30,8 @@ import time
 import tomllib
 
 BEGIN = "<!-- results:begin -->"
+# The profile-guided build's tool name in the results.
+PGO = "warden (PGO)"
 END = "<!-- results:end -->"
 
 LINES_RE = re.compile(r"^Lines: (\d+) lines, (\d+) ignored, (\d+) matched, (\d+) missed", re.M)
@@ -145,15 +150,26 @@ def render(res):
     """The Markdown report of a run's results (as saved in results.json)."""
     rows = res["rows"]
     by = {(r["case"], r["tool"]): r for r in rows}
-    table = ["| Case | Tool | Matched lines | Lines/s (wall) | Wall s | CPU s | Peak RSS MB | warden ÷ other, wall (CPU) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    pgo = any(r["tool"] == PGO for r in rows)
+    head = "| Case | Tool | Matched lines | Lines/s (wall) | Wall s | CPU s | Peak RSS MB | warden ÷ other, wall (CPU) |"
+    rule = "|---|---|---:|---:|---:|---:|---:|---:|"
+    if pgo:
+        head += " warden PGO ÷ other, wall (CPU) |"
+        rule += "---:|"
+    table = [head, rule]
+
+    def cell(r, tool):
+        w = by.get((r["case"], tool))
+        if w is None or r["tool"] in ("warden", PGO):
+            return ""
+        return f"{ratio(r['wall'] / w['wall'])} ({ratio(r['cpu'] / w['cpu'])})"
+
     for r in rows:
-        cell = ""
-        if r["tool"] != "warden":
-            w = by[(r["case"], "warden")]
-            cell = f"{ratio(r['wall'] / w['wall'])} ({ratio(r['cpu'] / w['cpu'])})"
-        table.append(f"| {r['case']} | {r['tool']} | {r['matched']:,} | {fmt_rate(r['rate'])} | {r['wall']:.2f} | "
-                     f"{r['cpu']:.2f} | {r['rss_mb']:.1f} | {cell} |")
+        line = (f"| {r['case']} | {r['tool']} | {r['matched']:,} | {fmt_rate(r['rate'])} | {r['wall']:.2f} | "
+                f"{r['cpu']:.2f} | {r['rss_mb']:.1f} | {cell(r, 'warden')} |")
+        if pgo:
+            line += f" {cell(r, PGO)} |"
+        table.append(line)
     notes = []
     for service, info in res["fail2ban_rs"].items():
         case = f"fail2ban-rs {service} patterns"
@@ -168,14 +184,19 @@ def render(res):
             f"same log (different rules, see above). warden running fail2ban's whole {service} filter takes "
             f"{full['wall'] / rr['wall']:.1f}x the wall time of fail2ban-rs running its own.")
     before, after = res["machine_before"], res["machine_after"]
+    builds = ("warden (each build; half before, half after fail2ban-regex's)" if pgo
+              else "warden (half before, half after fail2ban-regex's)")
     header = [
         f"Run {res['stamp']}: {before['cpu']}, {before['cpus']} CPUs, Linux {before['kernel']}, Python {before['python']}; "
         f"load average {before['load'][0]:.2f} before, {after['load'][0]:.2f} after; every tool pinned to core {res['core']}; "
-        f"best of {res['repeat']} runs for warden (half before, half after fail2ban-regex's) and fail2ban-rs, "
+        f"best of {res['repeat']} runs for {builds} and fail2ban-rs, "
         f"{res['f2b_repeat']} for fail2ban-regex.",
         f"Versions: {res['versions']['warden']}, fail2ban-regex from Debian's fail2ban 1.0.2, {res['versions']['fail2ban-rs']}.",
         f"Logs: {res['logs'][0]} and {res['logs'][1]} from gen_logs.py.",
     ]
+    if pgo:
+        header.append(f"Builds: `warden` is the release build (`cargo build --release`), `{PGO}` the same code "
+                      "built by bench/pgo.sh with the profile of its training runs (logs of another seed).")
     return "\n".join(header) + "\n\n" + "\n".join(table) + "\n\n" + "\n".join(notes) + "\n"
 
 
@@ -201,6 +222,7 @@ def main():
             write_readme(sys.argv[3], text)
         return
     ap.add_argument("--warden", required=True)
+    ap.add_argument("--warden-pgo", help="the profile-guided build, measured alongside")
     ap.add_argument("--fail2ban", required=True, help="root of the unpacked fail2ban package")
     ap.add_argument("--fail2ban-rs", required=True)
     ap.add_argument("--work", required=True)
@@ -221,6 +243,8 @@ def main():
     before = machine()
 
     rows = []  # dicts: case, tool, what, counts, run, nlines
+    # The warden builds measured: (tool name in the results, binary).
+    builds = [("warden", args.warden)] + ([(PGO, args.warden_pgo)] if args.warden_pgo else [])
     failures = []
 
     def row(case, tool, what, run, counts):
@@ -253,16 +277,19 @@ def main():
         # tools sample the same stretch of the machine's time: a slow spell of a few
         # seconds cannot catch all of warden's sub-second runs while fail2ban-regex's
         # minute-long run averages it away.
-        wcmd = [args.warden, "test", "--no-progress", log, spec]
-        w = measure(args, wcmd, (args.repeat + 1) // 2)
+        wcmd = {tool: [binary, "test", "--no-progress", log, spec] for tool, binary in builds}
+        w = {tool: measure(args, wcmd[tool], (args.repeat + 1) // 2) for tool, _ in builds}
         f = measure(args, f2b_regex + [log, spec], args.f2b_repeat, env=f2b_env)
         if args.repeat > 1:
-            w = min(w, measure(args, wcmd, args.repeat // 2), key=lambda r: r.wall)
-        wr = row(case, "warden", f"warden test LOG filter.d/{flt}", w, lines_summary(w.out, "warden test"))
+            for tool, _ in builds:
+                w[tool] = min(w[tool], measure(args, wcmd[tool], args.repeat // 2), key=lambda r: r.wall)
+        wrs = [row(case, tool, f"warden test LOG filter.d/{flt}", w[tool], lines_summary(w[tool].out, "warden test"))
+               for tool, _ in builds]
         fr = row(case, "fail2ban-regex", f"fail2ban-regex LOG filter.d/{flt}", f, lines_summary(f.out, "fail2ban-regex"))
-        if wr["matched"] != fr["matched"] or wr["lines"] != fr["lines"]:
-            failures.append(f"{case}: warden matched {wr['matched']} of {wr['lines']}, "
-                            f"fail2ban-regex {fr['matched']} of {fr['lines']}")
+        for wr in wrs:
+            if wr["matched"] != fr["matched"] or wr["lines"] != fr["lines"]:
+                failures.append(f"{case}: {wr['tool']} matched {wr['matched']} of {wr['lines']}, "
+                                f"fail2ban-regex {fr['matched']} of {fr['lines']}")
 
     # fail2ban-rs's built-in jails, and warden with the same patterns.
     rs_runs = {}
@@ -275,9 +302,12 @@ def main():
                  rs, rs_summary(rs.out))
         flt = os.path.join(args.work, f"fail2ban-rs-{service}.conf")
         datepattern = warden_filter(flt, patterns, date_format)
-        w = measure(args, [args.warden, "test", "--no-progress", "--usedns", "no", log, flt], args.repeat)
         what = "warden test --usedns no LOG (the same patterns" + (f", datepattern {datepattern})" if datepattern else ")")
-        wr = row(case, "warden", what, w, lines_summary(w.out, "warden test"))
+        wr = None
+        for tool, binary in builds:
+            w = measure(args, [binary, "test", "--no-progress", "--usedns", "no", log, flt], args.repeat)
+            r = row(case, tool, what, w, lines_summary(w.out, "warden test"))
+            wr = wr or r
         rs_runs[service] = (rr, wr, patterns)
 
     after = machine()

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Deterministic log corpora for the filter benchmark.
 
-    gen_logs.py auth  LINES OUT   # syslog auth.log: sshd, CRON, sudo, logind, su, ...
-    gen_logs.py nginx LINES OUT   # nginx access log (combined format)
+    gen_logs.py auth  LINES OUT [SEED]   # syslog auth.log: sshd, CRON, sudo, logind, su, ...
+    gen_logs.py nginx LINES OUT [SEED]   # nginx access log (combined format)
 
 The same arguments always give the same bytes (a seeded generator, a fixed start date).
+SEED picks another corpus of the same kind (the benchmark uses none; the profile-guided
+build trains on another seed's logs, so that it learns the workload, not the bytes it is
+measured on).
 Most lines are ordinary traffic; a minority are attacks: password guessing and scans
 against sshd, probes for admin pages against nginx. Addresses come from the documentation
 ranges (RFC 5737, RFC 3849) plus private ones for the "legitimate" users.
@@ -194,10 +197,13 @@ def nginx_lines(n, rnd):
 
 
 def main():
-    if len(sys.argv) != 4 or sys.argv[1] not in ("auth", "nginx"):
+    if len(sys.argv) not in (4, 5) or sys.argv[1] not in ("auth", "nginx"):
         sys.exit(__doc__)
     kind, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    rnd = random.Random("warden-bench-" + kind)
+    seed = "warden-bench-" + kind
+    if len(sys.argv) == 5:
+        seed += "-" + sys.argv[4]
+    rnd = random.Random(seed)
     lines = auth_lines(n, rnd) if kind == "auth" else nginx_lines(n, rnd)
     with open(path, "w", encoding="utf-8") as fh:
         fh.writelines(lines)

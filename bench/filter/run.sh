@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Filter throughput: `warden test` against fail2ban-regex (Debian's fail2ban 1.0.2) and
-# against fail2ban-rs, on generated logs, every tool pinned to one core. Builds warden,
-# fetches the other two tools into the target directory, generates the logs, runs
-# compare.py and writes its table into README.md. See README.md for what is measured.
+# against fail2ban-rs, on generated logs, every tool pinned to one core. Builds warden
+# (the release build, and a profile-guided one with bench/pgo.sh), fetches the other two
+# tools into the target directory, generates the logs, runs compare.py and writes its
+# table into README.md. See README.md for what is measured.
 #
 # Environment:
 #   LINES=1000000       lines per generated log
@@ -12,6 +13,7 @@
 #   FAIL2BAN_RS_VERSION='^1.5'
 #   WARDEN_FAIL2BAN_DEB=path/to/fail2ban_1.0.2-2_all.deb   instead of apt-get download
 #   NO_README=1         print the table only
+#   PGO=0               measure the release build only (no profile-guided build)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -64,6 +66,12 @@ if ! grep -q '1\.0\.2' "$f2b/usr/lib/python3/dist-packages/fail2ban/version.py";
         "$(grep -i version "$f2b/usr/lib/python3/dist-packages/fail2ban/version.py" | head -n 1)"
 fi
 
+pgo=()
+if [ "${PGO:-1}" != 0 ]; then
+    echo "== building warden with profile-guided optimisation (bench/pgo.sh)"
+    pgo=(--warden-pgo "$("$root/bench/pgo.sh" "$f2b" | tail -n 1)")
+fi
+
 rs=$tools/fail2ban-rs/bin/fail2ban-rs
 if [ ! -x "$rs" ]; then
     echo "== installing fail2ban-rs from crates.io into $tools/fail2ban-rs"
@@ -86,6 +94,7 @@ if [ -z "${NO_README:-}" ]; then
 fi
 exec python3 "$here/compare.py" \
     --warden "$warden" \
+    "${pgo[@]}" \
     --fail2ban "$f2b" \
     --fail2ban-rs "$rs" \
     --work "$work" \
