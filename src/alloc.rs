@@ -6,8 +6,8 @@
 //! plain `mi_malloc` family pops the next free block. Every mimalloc block is aligned to
 //! the machine word (block sizes are word multiples, pages start 16-aligned), so requests
 //! aligned to a word or less take the plain calls and only wider alignments the aligned
-//! ones. On `warden test` this cut the allocator's instructions per matched line by about
-//! two thirds.
+//! ones. Measured on `warden test` (callgrind): about 35 instructions per allocation
+//! against about 130 on the aligned path.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
