@@ -114,7 +114,7 @@ pub struct Scratch {
     /// did not match it (its automaton then answers "no" before PCRE2 looks for groups).
     misses: Vec<i8>,
     /// Group vectors of hits given back, for the next PCRE2 hit.
-    spare: Vec<Vec<Option<(usize, usize)>>>,
+    spare: VecPool<Option<(usize, usize)>>,
     /// What PCRE2 found for costly patterns on the last texts it read: logs repeat a
     /// line whole (sshd writes the same failure for each try of a connection), and such
     /// a pattern costs thousands of instructions a line where comparing texts costs tens.
@@ -135,8 +135,35 @@ struct PcreMemo {
 /// How many searches of costly patterns a [`Scratch`] remembers.
 const PCRE_MEMO: usize = 4;
 
-/// How many given-back group vectors a [`Scratch`] keeps.
-const SPARE_GROUPS: usize = 4;
+/// Emptied vectors kept for reuse: matches come one after another and each needs a
+/// vector of about the same size, so a few suffice.
+#[derive(Debug)]
+pub(super) struct VecPool<T>(Vec<Vec<T>>);
+
+impl<T> Default for VecPool<T> {
+    fn default() -> Self {
+        VecPool(Vec::new())
+    }
+}
+
+impl<T> VecPool<T> {
+    /// How many vectors a pool keeps.
+    const KEEP: usize = 4;
+
+    /// An empty vector, with memory when one was given back.
+    pub(super) fn take(&mut self) -> Vec<T> {
+        self.0.pop().unwrap_or_default()
+    }
+
+    /// Takes back a vector that is done with (emptied here; kept if it has memory and
+    /// the pool has room).
+    pub(super) fn give(&mut self, mut v: Vec<T>) {
+        if v.capacity() > 0 && self.0.len() < Self::KEEP {
+            v.clear();
+            self.0.push(v);
+        }
+    }
+}
 
 impl Scratch {
     /// The text changed: candidates found for the old one no longer hold.
@@ -175,9 +202,7 @@ impl Scratch {
     /// Takes back a hit of this scratch's list once its groups are read: its memory
     /// serves a later hit.
     pub fn recycle(&mut self, hit: Hit) {
-        if self.spare.len() < SPARE_GROUPS {
-            self.spare.push(hit.groups);
-        }
+        self.spare.give(hit.groups);
     }
 
     /// Records that no entry matches the current text; false, for a screen to return.
@@ -522,7 +547,7 @@ impl PatternList {
             all_ready: false,
             all_inner_newline: false,
             misses: vec![0; self.entries.len()],
-            spare: Vec::new(),
+            spare: VecPool::default(),
             memo: Vec::new(),
             memo_next: 0,
             found: None,
@@ -961,8 +986,7 @@ impl PatternList {
                 .find(|m| m.index == index && m.start == start && m.text == hay)
         {
             return Some(Ok(m.groups.as_ref().map(|found| {
-                let mut groups = scratch.spare.pop().unwrap_or_default();
-                groups.clear();
+                let mut groups = scratch.spare.take();
                 groups.extend_from_slice(found);
                 Hit { index, groups }
             })));
@@ -971,7 +995,7 @@ impl PatternList {
             Ok(found) => {
                 let hit = found.map(|_| Hit {
                     index,
-                    groups: pcre_spans(locs, scratch.spare.pop().unwrap_or_default()),
+                    groups: pcre_spans(locs, scratch.spare.take()),
                 });
                 if entry.costly {
                     scratch.remember(index, start, hay, hit.as_ref());
@@ -1614,6 +1638,28 @@ mod tests {
             }
         }
         assert!(several > 100, "{several}");
+    }
+
+    /// A pool hands back empty vectors with their memory, keeps at most its limit, and
+    /// keeps none without memory.
+    #[test]
+    fn vec_pool_reuses_memory_up_to_its_limit() {
+        let mut pool: VecPool<u32> = VecPool::default();
+        pool.give(Vec::new());
+        assert_eq!(pool.take().capacity(), 0);
+        for n in 0..VecPool::<u32>::KEEP + 2 {
+            pool.give(vec![7; n + 1]);
+        }
+        let mut kept = 0;
+        loop {
+            let v = pool.take();
+            if v.capacity() == 0 {
+                break;
+            }
+            assert!(v.is_empty());
+            kept += 1;
+        }
+        assert_eq!(kept, VecPool::<u32>::KEEP);
     }
 
     /// Costly patterns answer a repeated text from the memo: the same hits, groups

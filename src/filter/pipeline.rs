@@ -36,7 +36,7 @@ pub use crate::config::model::UseDns as UseDnsMode;
 
 use super::addr::{self, Cidr, Converted};
 use super::engine::{
-    ContentCache, ContentFinder, ContentStart, Hit, MatchStats, PatternList, Scratch,
+    ContentCache, ContentFinder, ContentStart, Hit, MatchStats, PatternList, Scratch, VecPool,
 };
 use super::tags;
 use super::translate::{self, Engine, TranslateOptions, Translation};
@@ -824,9 +824,6 @@ enum Keep {
     Restore { seq: u64, expires: Timestamp },
 }
 
-/// How many emptied group vectors a [`FilterState`] keeps for the next matches.
-const SPARE_GROUPS: usize = 4;
-
 /// The clock that ages the session cache (`F-MLFID` entries live five minutes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SessionClock {
@@ -876,7 +873,7 @@ pub struct FilterState {
     ignore_scratch: Scratch,
     content_cache: Option<ContentCache>,
     /// Emptied group vectors, for the next match's groups.
-    spare_groups: Vec<Groups>,
+    spare_groups: VecPool<(Name, Option<Value>)>,
 }
 
 impl FilterState {
@@ -901,21 +898,18 @@ impl FilterState {
             quick_text: String::new(),
             join_buf: String::new(),
             details: true,
-            spare_groups: Vec::new(),
+            spare_groups: VecPool::default(),
         }
     }
 
     /// An empty group vector, with memory when one was given back.
     fn fresh_groups(&mut self) -> Groups {
-        self.spare_groups.pop().unwrap_or_default()
+        Groups(self.spare_groups.take())
     }
 
     /// Takes back a group vector that is done with, for [`FilterState::fresh_groups`].
-    fn recycle_groups(&mut self, mut g: Groups) {
-        if g.0.capacity() > 0 && self.spare_groups.len() < SPARE_GROUPS {
-            g.0.clear();
-            self.spare_groups.push(g);
-        }
+    fn recycle_groups(&mut self, g: Groups) {
+        self.spare_groups.give(g.0);
     }
 
     /// Whether failures carry their fields, users and matched lines (default: yes). A
